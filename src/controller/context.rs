@@ -1,0 +1,87 @@
+//! State shared by every reconcile.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::events::Recorder;
+use kube::{Client, ResourceExt};
+
+use super::stores::StoreResolver;
+use crate::api::{SecretRef, SecretRefStatus};
+use crate::audit::HmacKey;
+use crate::providers::fetch::Fetcher;
+use crate::telemetry::Metrics;
+
+/// Controller settings (from flags).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch only this namespace (default: all).
+    pub namespace: Option<String>,
+    /// Reconciles in parallel.
+    pub concurrency: u16,
+    /// Allow `fake` stores (inline values).
+    pub allow_inline_secrets: bool,
+    /// Refresh interval when neither SecretRef nor store sets one.
+    pub default_refresh_interval: Duration,
+    /// The controller's own namespace (cluster-store credentials, HMAC key, lease).
+    pub controller_namespace: String,
+    /// This replica's identity (pod name).
+    pub identity: String,
+    /// Name of the Secret (in the controller namespace) holding the HMAC key; created if missing.
+    pub hmac_key_secret: String,
+}
+
+/// What the controller remembers about one SecretRef between reconciles (in memory only).
+#[derive(Default, Debug, Clone)]
+pub struct RefState {
+    /// Consecutive failures (backoff).
+    pub failures: u32,
+    /// When the next periodic refresh is due (unknown after a restart).
+    pub next_refresh: Option<tokio::time::Instant>,
+    /// The status we last wrote, and the resourceVersion the object had before that write: while
+    /// the watch still shows that older version, our own write is the truth.
+    pub written: Option<(String, SecretRefStatus)>,
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// The one event recorder.
+    pub recorder: Recorder,
+    /// Settings.
+    pub settings: Settings,
+    /// HMAC key for data fingerprints.
+    pub hmac: HmacKey,
+    /// Shared provider reads.
+    pub fetcher: Fetcher,
+    /// Stores and their providers.
+    pub stores: StoreResolver,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    states: Mutex<HashMap<String, RefState>>,
+}
+
+impl Context {
+    /// A context.
+    pub fn new(client: Client, recorder: Recorder, settings: Settings, hmac: HmacKey, stores: StoreResolver, metrics: Arc<Metrics>) -> Self {
+        Self { client, recorder, settings, hmac, fetcher: Fetcher::default(), stores, metrics, states: Mutex::new(HashMap::new()) }
+    }
+
+    /// `namespace/name` of a SecretRef.
+    pub fn key_of(&self, sref: &SecretRef) -> String {
+        format!("{}/{}", sref.namespace().unwrap_or_default(), sref.name_any())
+    }
+
+    /// Runs `f` on the SecretRef's in-memory state.
+    pub fn with_state<R>(&self, key: &str, f: impl FnOnce(&mut RefState) -> R) -> R {
+        let mut m = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        f(m.entry(key.to_string()).or_default())
+    }
+
+    /// Forgets a deleted SecretRef.
+    pub fn forget(&self, key: &str) {
+        self.states.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}

@@ -1,0 +1,469 @@
+//! The reconciler: resolve store → fetch → build the desired Secret → ownership/drift decision →
+//! server-side apply → status and events (only on change).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, instrument, warn};
+
+use super::context::Context;
+use super::desired::{self, Answers, BuildError, DesiredSecret};
+use super::stores::{Resolved, StoreError, kube_error_summary};
+use super::target::{self, Decision};
+use super::{schedule, status as cond};
+use crate::api::{self, CreationPolicy, DeletionPolicy, NotFoundRecord, SecretRef, SecretRefStatus, duration, validation};
+use crate::providers::{ProviderError, RemoteRef};
+
+/// Failures of one reconcile. Each has a stable [`Error::reason`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(String),
+    /// The provider failed.
+    #[error("store {store:?}: {source}")]
+    Provider {
+        /// The store.
+        store: String,
+        /// The classified failure.
+        source: ProviderError,
+    },
+    /// The store cannot be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The desired Secret cannot be built (bad input).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The finalizer machinery failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// Stable category: condition reason, event reason, metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "KubernetesError",
+            Self::Provider { source, .. } => source.reason(),
+            Self::Store(e) => e.reason(),
+            Self::Build(e) => e.reason,
+            Self::Finalizer(_) => "FinalizerError",
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Provider { source, .. } => source.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+fn kube_err(e: kube::Error) -> Error {
+    Error::Kube(kube_error_summary(&e))
+}
+
+/// Entry point for the kube-rs controller.
+#[instrument(skip(sref, ctx), fields(namespace = sref.namespace().unwrap_or_default(), name = sref.name_any()))]
+pub async fn reconcile(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_timer();
+    let ns = sref.namespace().unwrap_or_default();
+    let api: Api<SecretRef> = Api::namespaced(ctx.client.clone(), &ns);
+    let res = finalizer(&api, api::FINALIZER, sref, |event| async {
+        match event {
+            Finalizer::Apply(s) => apply(s, ctx.clone()).await,
+            Finalizer::Cleanup(s) => cleanup(s, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    ctx.metrics.reconciled(res.as_ref().map(|_| "success").unwrap_or_else(|e| e.reason()));
+    res
+}
+
+/// Requeue policy after an error: exponential backoff with jitter, capped at 5 minutes.
+pub fn error_policy(sref: Arc<SecretRef>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = ctx.key_of(&sref);
+    let failures = ctx.with_state(&key, |s| {
+        s.failures = s.failures.saturating_add(1);
+        s.next_refresh = None;
+        s.failures
+    });
+    let d = schedule::backoff(failures, &sref.uid().unwrap_or_default(), err.retry_after());
+    debug!(reason = err.reason(), failures, backoff_ms = d.as_millis() as u64, "reconcile failed");
+    Action::requeue(d)
+}
+
+fn refresh_interval(sref: &SecretRef, store: Option<&Resolved>, ctx: &Context) -> Duration {
+    sref.spec
+        .refresh_interval
+        .as_deref()
+        .and_then(|s| duration::parse(s).ok())
+        .or_else(|| store.and_then(|s| s.refresh_interval))
+        .unwrap_or(ctx.settings.default_refresh_interval)
+}
+
+fn target_name(sref: &SecretRef) -> String {
+    sref.spec.target.as_ref().and_then(|t| t.name.clone()).unwrap_or_else(|| sref.name_any())
+}
+
+async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = sref.namespace().unwrap_or_default();
+    let name = sref.name_any();
+    let key = ctx.key_of(&sref);
+    let generation = sref.metadata.generation;
+    // While the watch still shows the version we last wrote status over, our write is the truth.
+    let rv = sref.resource_version();
+    let old_status = ctx
+        .with_state(&key, |s| match &s.written {
+            Some((w_rv, st)) if rv.as_ref() == Some(w_rv) => Some(st.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| sref.status.clone().unwrap_or_default());
+
+    if sref.annotations().get(api::PAUSED_ANNOTATION).map(String::as_str) == Some("true") {
+        let mut st = old_status.clone();
+        cond::set_condition(&mut st.conditions, cond::READY, false, "Paused", "writes are paused by the secretsync.io/paused annotation", generation, Utc::now());
+        st.observed_generation = generation;
+        write_status(&ctx, &sref, &old_status, st).await?;
+        return Ok(Action::await_change());
+    }
+
+    // Bad input: the condition names the field; nothing is written.
+    if let Some(first) = validation::validate_secretref(&sref.spec).into_iter().next() {
+        let e = Error::Build(BuildError { reason: "InvalidSpec", field: first.field, message: first.message });
+        fail(&ctx, &sref, &old_status, &e).await?;
+        return Ok(Action::await_change());
+    }
+
+    let store = match ctx.stores.resolve(&sref, false).await {
+        Ok(s) => s,
+        Err(e) => {
+            let e = Error::Store(e);
+            fail(&ctx, &sref, &old_status, &e).await?;
+            return Err(e);
+        }
+    };
+    let interval = refresh_interval(&sref, Some(&store), &ctx);
+    let tname = target_name(&sref);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = secrets.get_opt(&tname).await.map_err(kube_err)?;
+    let creation = sref.spec.target.as_ref().and_then(|t| t.creation_policy).unwrap_or_default();
+    let drift_policy = sref.spec.target.as_ref().and_then(|t| t.drift_policy).unwrap_or_default();
+
+    // Nothing to do before the object's refresh slot if the Secret provably holds what we last synced
+    // for this generation: no provider call and no write (cold starts cost no provider storm).
+    let due = ctx.with_state(&key, |s| s.next_refresh.is_some_and(|t| tokio::time::Instant::now() >= t));
+    let in_sync = old_status.observed_generation == generation
+        && cond::ready(Some(&old_status)).is_some_and(|(ok, _)| ok)
+        && old_status.target_name.as_deref() == Some(tname.as_str())
+        && existing.as_ref().is_some_and(|s| secret_matches_status(s, &old_status, &sref.name_any(), creation, &ctx));
+    if in_sync && !due {
+        return Ok(schedule_next(&ctx, &sref, &key, interval));
+    }
+
+    // Fetch everything the SecretRef needs; any failure leaves the Secret untouched.
+    let max_age = if due { interval / 2 } else { Duration::from_secs(5) };
+    let answers = match fetch_all(&ctx, &sref, &store, max_age).await {
+        Ok(a) => a,
+        Err(e) => {
+            handle_fetch_failure(&ctx, &sref, &old_status, existing.as_ref(), &e).await?;
+            return Err(e);
+        }
+    };
+    let desired = match desired::build(&name, &sref.spec, &answers, &ctx.hmac) {
+        Ok(d) => d,
+        Err(e) => {
+            let e = Error::Build(e);
+            fail(&ctx, &sref, &old_status, &e).await?;
+            return Err(e);
+        }
+    };
+
+    let decision = target::decide(existing.as_ref(), &desired, &name, creation, drift_policy, old_status.data_hmac.as_deref(), &ctx.hmac);
+    let now = Utc::now();
+    let mut st = old_status.clone();
+    st.observed_generation = generation;
+    st.target_name = Some(tname.clone());
+    st.not_found = None;
+    match &decision {
+        Decision::Refused { reason, message } => {
+            let e = Error::Build(BuildError { reason, field: "spec.target.name".into(), message: message.clone() });
+            fail(&ctx, &sref, &old_status, &e).await?;
+            return Err(e);
+        }
+        Decision::Create | Decision::Update { .. } => {
+            let obj = target::apply_object(&desired, &ns, &name, creation);
+            let pp = PatchParams::apply(&target::field_manager(creation, &name)).force();
+            secrets.patch(&tname, &pp, &Patch::Apply(&obj)).await.map_err(kube_err)?;
+            ctx.metrics.secret_written();
+        }
+        Decision::NoChange | Decision::DriftKept { .. } => {}
+    }
+
+    let first_sync = old_status.data_hmac.is_none();
+    let changed = old_status.data_hmac.as_deref() != Some(desired.data_hmac.as_str());
+    if changed {
+        st.last_changed_time = Some(api::time(now));
+        if !first_sync {
+            st.last_rotation_time = Some(api::time(now));
+        }
+    }
+    st.data_hmac = Some(desired.data_hmac.clone());
+    st.synced_keys = desired.synced_keys.clone();
+    st.expires_at = desired.expires_at.map(api::time);
+    match &decision {
+        Decision::DriftKept { policy } if *policy == api::DriftPolicy::Alert => {
+            cond::set_condition(&mut st.conditions, cond::DRIFTED, true, "Drifted", &format!("Secret {tname:?} was edited outside secretsync; driftPolicy Alert keeps the edit"), generation, now);
+        }
+        _ => cond::clear_condition(&mut st.conditions, cond::DRIFTED),
+    }
+    cond::set_condition(&mut st.conditions, cond::READY, true, "Synced", &format!("Secret {tname:?} holds {} key(s) from {} {:?}", desired.data.len(), kind_name(store.kind), store.name), generation, now);
+
+    // Events: only on real changes.
+    match &decision {
+        Decision::Create | Decision::Update { .. } if first_sync => {
+            publish(&ctx, &sref, EventType::Normal, "Synced", "Sync", format!("Secret {tname:?} synced with {} key(s)", desired.data.len())).await;
+        }
+        Decision::Update { rotation: true, .. } | Decision::NoChange if changed && !first_sync => {
+            ctx.metrics.rotated();
+            publish(&ctx, &sref, EventType::Normal, "Rotated", "Rotate", rotation_note(&tname, &old_status, &desired)).await;
+            info!(secret = %tname, "data rotated");
+        }
+        Decision::Update { drift: true, .. } => {
+            publish(&ctx, &sref, EventType::Normal, "DriftReverted", "Revert", format!("Secret {tname:?} was edited outside secretsync; restored the synced data")).await;
+        }
+        Decision::DriftKept { policy: api::DriftPolicy::Alert } if cond::condition(&old_status.conditions, cond::DRIFTED).is_none() => {
+            publish(&ctx, &sref, EventType::Warning, "Drifted", "Detect", format!("Secret {tname:?} was edited outside secretsync; driftPolicy Alert keeps the edit")).await;
+        }
+        _ => {}
+    }
+    write_status(&ctx, &sref, &old_status, st).await?;
+    ctx.with_state(&key, |s| s.failures = 0);
+    Ok(schedule_next(&ctx, &sref, &key, interval))
+}
+
+fn kind_name(k: api::StoreKind) -> &'static str {
+    match k {
+        api::StoreKind::SecretStore => "SecretStore",
+        api::StoreKind::ClusterSecretStore => "ClusterSecretStore",
+    }
+}
+
+fn rotation_note(tname: &str, old: &SecretRefStatus, desired: &DesiredSecret) -> String {
+    let old_h: HashMap<&str, &str> = old.synced_keys.iter().map(|k| (k.secret_key.as_str(), k.hmac.as_str())).collect();
+    let changed: Vec<String> = desired
+        .synced_keys
+        .iter()
+        .filter(|k| old_h.get(k.secret_key.as_str()) != Some(&k.hmac.as_str()))
+        .map(|k| match &k.version {
+            Some(v) => format!("{} (version {v})", k.secret_key),
+            None => k.secret_key.clone(),
+        })
+        .collect();
+    let removed: Vec<&str> = old.synced_keys.iter().map(|k| k.secret_key.as_str()).filter(|k| !desired.data.contains_key(*k)).collect();
+    let mut note = format!("Secret {tname:?} rotated: {}", if changed.is_empty() { "-".into() } else { changed.join(", ") });
+    if !removed.is_empty() {
+        note.push_str(&format!("; removed keys: {}", removed.join(", ")));
+    }
+    note
+}
+
+/// Whether the Secret holds exactly the data recorded in status (no provider call needed).
+fn secret_matches_status(secret: &Secret, st: &SecretRefStatus, sref_name: &str, creation: CreationPolicy, ctx: &Context) -> bool {
+    let Some(want) = st.data_hmac.as_deref() else { return false };
+    if creation != CreationPolicy::Merge && !target::is_owned_by(secret, sref_name) {
+        return false;
+    }
+    let Some(data) = secret.data.as_ref() else { return false };
+    let mut per_key = Vec::with_capacity(st.synced_keys.len());
+    for k in &st.synced_keys {
+        let Some(v) = data.get(&k.secret_key) else { return false };
+        per_key.push((k.secret_key.clone(), ctx.hmac.key_hmac(&k.secret_key, &crate::value::SecretBytes::new(v.0.clone()))));
+    }
+    ctx.hmac.data_hmac_from_keys(per_key.iter().map(|(k, h)| (k.as_str(), h.as_str()))) == want
+}
+
+fn schedule_next(ctx: &Context, sref: &SecretRef, key: &str, interval: Duration) -> Action {
+    if interval.is_zero() {
+        ctx.with_state(key, |s| s.next_refresh = None);
+        return Action::await_change();
+    }
+    let now_ms = Utc::now().timestamp_millis().max(0) as u64;
+    let wait = schedule::until_next_refresh(now_ms, &sref.uid().unwrap_or_default(), interval);
+    ctx.with_state(key, |s| s.next_refresh = Some(tokio::time::Instant::now() + wait - Duration::from_millis(50).min(wait)));
+    Action::requeue(wait)
+}
+
+async fn fetch_all(ctx: &Context, sref: &SecretRef, store: &Resolved, max_age: Duration) -> Result<Answers, Error> {
+    let ns = sref.namespace().unwrap_or_default();
+    let plan = desired::plan(&sref.spec);
+    let perr = |source: ProviderError| Error::Provider { store: store.name.clone(), source };
+    let mut answers = Answers::default();
+    let mut reads = plan.reads.clone();
+    for (i, q) in &plan.finds {
+        if let Some(p) = &q.path {
+            store.check_key(&ns, p)?;
+        } else if store.admitting.as_ref().is_some_and(|c| c.iter().any(|c| !c.allowed_key_prefixes.is_empty())) {
+            store.check_key(&ns, "")?;
+        }
+        let keys = ctx.fetcher.find(&store.handle, q).await.map_err(perr)?;
+        for k in &keys {
+            store.check_key(&ns, k)?;
+            let r = RemoteRef::latest(k.clone());
+            if !reads.contains(&r) {
+                reads.push(r);
+            }
+        }
+        answers.found.insert(*i, keys);
+    }
+    for r in &reads {
+        store.check_key(&ns, &r.key)?;
+    }
+    let results = ctx.fetcher.get_many(&store.handle, &reads, max_age).await;
+    let mut first_err: Option<ProviderError> = None;
+    for (r, res) in reads.into_iter().zip(results) {
+        ctx.metrics.provider_read(store.handle.provider.kind().as_str(), res.as_ref().map(|_| "success").unwrap_or_else(|e| e.reason()));
+        match res {
+            Ok(v) => {
+                answers.values.insert(r, v);
+            }
+            // Keep the most telling error: anything beats not-found (deletion needs all-not-found).
+            Err(e) => {
+                if first_err.as_ref().is_none_or(|f| matches!(f, ProviderError::NotFound { .. })) {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(perr(e)),
+        None => Ok(answers),
+    }
+}
+
+/// A provider failure: keep the Secret, record the failure; for `deletionPolicy: Delete` count
+/// authoritative not-founds and delete only after three in a row spanning at least ten minutes.
+async fn handle_fetch_failure(ctx: &Context, sref: &SecretRef, old: &SecretRefStatus, existing: Option<&Secret>, e: &Error) -> Result<(), Error> {
+    let delete_policy = sref.spec.target.as_ref().and_then(|t| t.deletion_policy).unwrap_or_default() == DeletionPolicy::Delete;
+    let not_found = matches!(e, Error::Provider { source: ProviderError::NotFound { .. }, .. });
+    if !(delete_policy && not_found) {
+        return fail(ctx, sref, old, e).await;
+    }
+    let now = Utc::now();
+    let rec = match &old.not_found {
+        Some(r) => NotFoundRecord { count: r.count.saturating_add(1), since: r.since.clone() },
+        None => NotFoundRecord { count: 1, since: api::time(now) },
+    };
+    if should_delete(&rec, now) && let Some(secret) = existing && target::is_owned_by(secret, &sref.name_any()) {
+        let tname = secret.name_any();
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &sref.namespace().unwrap_or_default());
+        secrets.delete(&tname, &Default::default()).await.map_err(kube_err)?;
+        publish(ctx, sref, EventType::Warning, "SecretDeleted", "Delete", format!("remote data is gone (not found {} times since {}); deleted Secret {tname:?} per deletionPolicy Delete", rec.count, api::from_time(&rec.since).to_rfc3339())).await;
+    }
+    let mut st = old.clone();
+    st.not_found = Some(rec);
+    cond::set_condition(&mut st.conditions, cond::READY, false, e.reason(), &e.to_string(), sref.metadata.generation, now);
+    if cond::ready(Some(old)).map(|(_, r)| r) != Some(e.reason().to_string()) {
+        publish(ctx, sref, EventType::Warning, "SyncFailed", "Sync", e.to_string()).await;
+    }
+    write_status(ctx, sref, old, st).await
+}
+
+/// The deletion rule of DESIGN §2.3 (pure).
+pub fn should_delete(rec: &NotFoundRecord, now: chrono::DateTime<Utc>) -> bool {
+    rec.count >= 3 && now - api::from_time(&rec.since) >= chrono::Duration::minutes(10)
+}
+
+/// Records a failure: `Ready=False` with the error's reason; a Warning event when the reason changes.
+async fn fail(ctx: &Context, sref: &SecretRef, old: &SecretRefStatus, e: &Error) -> Result<(), Error> {
+    let mut st = old.clone();
+    if !matches!(e, Error::Provider { source: ProviderError::NotFound { .. }, .. }) {
+        st.not_found = None;
+    }
+    cond::set_condition(&mut st.conditions, cond::READY, false, e.reason(), &e.to_string(), sref.metadata.generation, Utc::now());
+    if matches!(e, Error::Build(_) | Error::Store(_)) {
+        st.observed_generation = sref.metadata.generation;
+    }
+    let old_reason = cond::ready(Some(old)).map(|(_, r)| r);
+    if old_reason.as_deref() != Some(e.reason()) {
+        let reason = match e {
+            Error::Provider { source: ProviderError::AccessDenied { .. }, .. } => "AccessDenied",
+            Error::Store(s) if s.is_denial() => "AccessDenied",
+            Error::Build(b) if b.reason == "TargetConflict" => "TargetConflict",
+            _ => "SyncFailed",
+        };
+        publish(ctx, sref, EventType::Warning, reason, "Sync", e.to_string()).await;
+        warn!(reason = e.reason(), error = %e, "sync failed");
+    }
+    write_status(ctx, sref, old, st).await
+}
+
+/// Writes status only if it differs from what is stored (no timestamp-only writes).
+async fn write_status(ctx: &Context, sref: &SecretRef, old: &SecretRefStatus, new: SecretRefStatus) -> Result<(), Error> {
+    if &new == old {
+        return Ok(());
+    }
+    let api: Api<SecretRef> = Api::namespaced(ctx.client.clone(), &sref.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretRef", "status": new});
+    api.patch_status(&sref.name_any(), &PatchParams::apply(api::FIELD_MANAGER).force(), &Patch::Apply(&patch)).await.map_err(kube_err)?;
+    ctx.metrics.status_written();
+    if let Some(rv) = sref.resource_version() {
+        ctx.with_state(&ctx.key_of(sref), |s| s.written = Some((rv, new)));
+    }
+    Ok(())
+}
+
+async fn publish(ctx: &Context, sref: &SecretRef, type_: EventType, reason: &str, action: &str, note: String) {
+    let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&ev, &sref.object_ref(&())).await {
+        debug!(error = %kube_error_summary(&e), "publishing event failed");
+    }
+}
+
+async fn cleanup(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = ctx.key_of(&sref);
+    ctx.forget(&key);
+    let target = sref.spec.target.clone().unwrap_or_default();
+    let policy = target.deletion_policy.unwrap_or_default();
+    let creation = target.creation_policy.unwrap_or_default();
+    if policy == DeletionPolicy::Delete && creation == CreationPolicy::Owner {
+        let ns = sref.namespace().unwrap_or_default();
+        let tname = target_name(&sref);
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        if let Some(s) = secrets.get_opt(&tname).await.map_err(kube_err)?
+            && target::is_owned_by(&s, &sref.name_any())
+        {
+            secrets.delete(&tname, &Default::default()).await.map_err(kube_err)?;
+            info!(secret = %tname, "deleted Secret with its SecretRef (deletionPolicy Delete)");
+        }
+    }
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deletion_needs_three_not_founds_over_ten_minutes() {
+        let t0 = Utc::now();
+        let rec = |count, mins_ago: i64| NotFoundRecord { count, since: api::time(t0 - chrono::Duration::minutes(mins_ago)) };
+        assert!(!should_delete(&rec(2, 60), t0));
+        assert!(!should_delete(&rec(3, 9), t0));
+        assert!(should_delete(&rec(3, 10), t0));
+        assert!(should_delete(&rec(7, 120), t0));
+    }
+}

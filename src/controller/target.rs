@@ -1,0 +1,235 @@
+//! Deciding what to do with the target Secret (pure), and the object we apply.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
+
+use super::desired::DesiredSecret;
+use crate::api::{self, CreationPolicy, DriftPolicy};
+use crate::audit::HmacKey;
+use crate::value::SecretBytes;
+
+/// What to do with the target Secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// It does not exist: create it.
+    Create,
+    /// Write it. `rotation`: the synced data really changed since the last sync. `drift`: a hand edit
+    /// is being reverted.
+    Update {
+        /// Data changed at the source since the last sync.
+        rotation: bool,
+        /// A hand edit is reverted.
+        drift: bool,
+    },
+    /// It already holds exactly what we would write.
+    NoChange,
+    /// It was edited by hand and the policy says to leave it (`Alert` or `Ignore`).
+    DriftKept {
+        /// The drift policy in force.
+        policy: DriftPolicy,
+    },
+    /// We must not or cannot write it.
+    Refused {
+        /// Stable reason (condition/event).
+        reason: &'static str,
+        /// Why, naming the Secret.
+        message: String,
+    },
+}
+
+/// Whether `secret` is owned by the SecretRef `sref_name` (ownership labels).
+pub fn is_owned_by(secret: &Secret, sref_name: &str) -> bool {
+    let labels = secret.metadata.labels.as_ref();
+    labels.and_then(|l| l.get(api::MANAGED_BY_LABEL)).map(String::as_str) == Some(api::MANAGED_BY_VALUE)
+        && labels.and_then(|l| l.get(api::SECRETREF_LABEL)).map(String::as_str) == Some(sref_name)
+}
+
+/// The keyed HMAC of the values `secret` holds for the keys we want to write (missing keys make it differ).
+pub fn actual_hmac(secret: &Secret, desired: &DesiredSecret, key: &HmacKey) -> Option<String> {
+    let data = secret.data.as_ref()?;
+    let mut per_key = Vec::with_capacity(desired.data.len());
+    for k in desired.data.keys() {
+        let v = data.get(k)?;
+        per_key.push((k.clone(), key.key_hmac(k, &SecretBytes::new(v.0.clone()))));
+    }
+    Some(key.data_hmac_from_keys(per_key.iter().map(|(k, h)| (k.as_str(), h.as_str()))))
+}
+
+/// Decides what to do. `last_synced` is the data HMAC recorded in status at the last successful sync.
+pub fn decide(
+    existing: Option<&Secret>,
+    desired: &DesiredSecret,
+    sref_name: &str,
+    creation: CreationPolicy,
+    drift_policy: DriftPolicy,
+    last_synced: Option<&str>,
+    key: &HmacKey,
+) -> Decision {
+    let Some(secret) = existing else {
+        return Decision::Create;
+    };
+    let name = &desired.name;
+    if creation != CreationPolicy::Merge && !is_owned_by(secret, sref_name) {
+        let owner = secret.metadata.labels.as_ref().and_then(|l| l.get(api::SECRETREF_LABEL));
+        let message = match owner {
+            Some(other) => format!("Secret {name:?} belongs to SecretRef {other:?}; refusing to overwrite it"),
+            None => format!("Secret {name:?} exists and is not managed by secretsync; refusing to overwrite it (use creationPolicy: Merge to add keys to it)"),
+        };
+        return Decision::Refused { reason: "TargetConflict", message };
+    }
+    let existing_type = secret.type_.as_deref().unwrap_or("Opaque");
+    if existing_type != desired.type_ {
+        return Decision::Refused {
+            reason: "TargetTypeMismatch",
+            message: format!("Secret {name:?} has type {existing_type:?} but {:?} is wanted; Kubernetes cannot change a Secret's type, delete it to let secretsync recreate it", desired.type_),
+        };
+    }
+    let actual = actual_hmac(secret, desired, key);
+    let data_matches = actual.as_deref() == Some(desired.data_hmac.as_str());
+    if secret.immutable == Some(true) && !data_matches {
+        return Decision::Refused {
+            reason: "TargetImmutable",
+            message: format!("Secret {name:?} is immutable and holds other data; change target.name to roll out new data"),
+        };
+    }
+    let metadata_matches = creation == CreationPolicy::Merge || metadata_up_to_date(secret, desired, sref_name);
+    if data_matches {
+        return if metadata_matches { Decision::NoChange } else { Decision::Update { rotation: false, drift: false } };
+    }
+    let source_changed = last_synced != Some(desired.data_hmac.as_str());
+    if source_changed {
+        return Decision::Update { rotation: last_synced.is_some(), drift: false };
+    }
+    match drift_policy {
+        DriftPolicy::Revert => Decision::Update { rotation: false, drift: true },
+        policy => Decision::DriftKept { policy },
+    }
+}
+
+fn metadata_up_to_date(secret: &Secret, desired: &DesiredSecret, sref_name: &str) -> bool {
+    let labels = secret.metadata.labels.clone().unwrap_or_default();
+    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+    is_owned_by(secret, sref_name)
+        && annotations.get(api::DATA_HMAC_ANNOTATION) == Some(&desired.data_hmac)
+        && desired.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        && desired.annotations.iter().all(|(k, v)| annotations.get(k) == Some(v))
+        && secret.immutable.unwrap_or(false) == desired.immutable
+}
+
+/// The field manager for a write: `secretsync`, or a per-SecretRef manager for `Merge` so several
+/// SecretRefs can merge keys into one Secret without removing each other's.
+pub fn field_manager(creation: CreationPolicy, sref_name: &str) -> String {
+    match creation {
+        CreationPolicy::Merge => {
+            let mut m = format!("secretsync-merge-{sref_name}");
+            m.truncate(128);
+            m
+        }
+        _ => api::FIELD_MANAGER.to_string(),
+    }
+}
+
+/// The object applied with server-side apply: only the fields secretsync owns.
+pub fn apply_object(desired: &DesiredSecret, namespace: &str, sref_name: &str, creation: CreationPolicy) -> Secret {
+    let mut labels: BTreeMap<String, String> = desired.labels.clone();
+    let mut annotations: BTreeMap<String, String> = desired.annotations.clone();
+    labels.insert(api::MANAGED_BY_LABEL.into(), api::MANAGED_BY_VALUE.into());
+    if creation != CreationPolicy::Merge {
+        labels.insert(api::SECRETREF_LABEL.into(), sref_name.into());
+        annotations.insert(api::DATA_HMAC_ANNOTATION.into(), desired.data_hmac.clone());
+    }
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(desired.name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(labels),
+            annotations: if annotations.is_empty() { None } else { Some(annotations) },
+            ..Default::default()
+        },
+        type_: if creation == CreationPolicy::Merge { None } else { Some(desired.type_.clone()) },
+        immutable: if desired.immutable { Some(true) } else { None },
+        data: Some(desired.data.iter().map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec()))).collect()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SyncedKey;
+
+    fn key() -> HmacKey {
+        HmacKey::new(vec![3; 32])
+    }
+
+    fn desired(v: &str) -> DesiredSecret {
+        let k = key();
+        let data: BTreeMap<String, SecretBytes> = [("pw".to_string(), SecretBytes::from(v))].into();
+        let hm = k.key_hmac("pw", &data["pw"]);
+        DesiredSecret {
+            name: "t".into(),
+            type_: "Opaque".into(),
+            data_hmac: k.data_hmac_from_keys([("pw", hm.as_str())]),
+            synced_keys: vec![SyncedKey { secret_key: "pw".into(), hmac: hm, ..Default::default() }],
+            data,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            immutable: false,
+            expires_at: None,
+        }
+    }
+
+    fn secret_from(d: &DesiredSecret, sref: &str) -> Secret {
+        apply_object(d, "ns", sref, CreationPolicy::Owner)
+    }
+
+    #[test]
+    fn creates_when_absent_and_noops_when_equal() {
+        let d = desired("a");
+        assert_eq!(decide(None, &d, "s", CreationPolicy::Owner, DriftPolicy::Revert, None, &key()), Decision::Create);
+        let s = secret_from(&d, "s");
+        assert_eq!(decide(Some(&s), &d, "s", CreationPolicy::Owner, DriftPolicy::Revert, Some(&d.data_hmac), &key()), Decision::NoChange);
+    }
+
+    #[test]
+    fn refuses_foreign_secrets_unless_merging() {
+        let d = desired("a");
+        let mut foreign = secret_from(&d, "s");
+        foreign.metadata.labels = None;
+        assert!(matches!(decide(Some(&foreign), &d, "s", CreationPolicy::Owner, DriftPolicy::Revert, None, &key()), Decision::Refused { reason: "TargetConflict", .. }));
+        assert!(matches!(decide(Some(&foreign), &d, "s", CreationPolicy::Orphan, DriftPolicy::Revert, None, &key()), Decision::Refused { reason: "TargetConflict", .. }));
+        let other = secret_from(&d, "other");
+        assert!(matches!(decide(Some(&other), &d, "s", CreationPolicy::Owner, DriftPolicy::Revert, None, &key()), Decision::Refused { reason: "TargetConflict", .. }));
+        assert_eq!(decide(Some(&foreign), &d, "s", CreationPolicy::Merge, DriftPolicy::Revert, None, &key()), Decision::NoChange);
+    }
+
+    #[test]
+    fn rotation_versus_drift() {
+        let old = desired("a");
+        let new = desired("b");
+        let s = secret_from(&old, "s");
+        // The source changed: a rotation.
+        assert_eq!(decide(Some(&s), &new, "s", CreationPolicy::Owner, DriftPolicy::Alert, Some(&old.data_hmac), &key()), Decision::Update { rotation: true, drift: false });
+        // Someone edited the Secret; the source did not change.
+        let edited = secret_from(&new, "s");
+        assert_eq!(decide(Some(&edited), &old, "s", CreationPolicy::Owner, DriftPolicy::Revert, Some(&old.data_hmac), &key()), Decision::Update { rotation: false, drift: true });
+        assert_eq!(decide(Some(&edited), &old, "s", CreationPolicy::Owner, DriftPolicy::Alert, Some(&old.data_hmac), &key()), Decision::DriftKept { policy: DriftPolicy::Alert });
+        assert_eq!(decide(Some(&edited), &old, "s", CreationPolicy::Owner, DriftPolicy::Ignore, Some(&old.data_hmac), &key()), Decision::DriftKept { policy: DriftPolicy::Ignore });
+        // First sync over an existing owned Secret with other data is not a rotation.
+        assert_eq!(decide(Some(&s), &new, "s", CreationPolicy::Owner, DriftPolicy::Revert, None, &key()), Decision::Update { rotation: false, drift: false });
+    }
+
+    #[test]
+    fn immutable_and_type_changes_are_refused() {
+        let old = desired("a");
+        let mut s = secret_from(&old, "s");
+        s.immutable = Some(true);
+        assert!(matches!(decide(Some(&s), &desired("b"), "s", CreationPolicy::Owner, DriftPolicy::Revert, Some(&old.data_hmac), &key()), Decision::Refused { reason: "TargetImmutable", .. }));
+        let mut s = secret_from(&old, "s");
+        s.type_ = Some("kubernetes.io/tls".into());
+        assert!(matches!(decide(Some(&s), &old, "s", CreationPolicy::Owner, DriftPolicy::Revert, None, &key()), Decision::Refused { reason: "TargetTypeMismatch", .. }));
+    }
+}

@@ -1,0 +1,12 @@
+//! secretsync: keeps Kubernetes Secrets in sync with external secret stores.
+//!
+//! The library holds everything; `main.rs` only parses the command line and dispatches.
+
+pub mod api;
+pub mod audit;
+pub mod cli;
+pub mod controller;
+pub mod providers;
+pub mod server;
+pub mod telemetry;
+pub mod value;

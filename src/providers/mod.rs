@@ -1,0 +1,213 @@
+//! Secret backends behind one trait, and the shared fetch layer.
+//!
+//! The trait knows nothing about Kubernetes: a provider is built from a store's spec plus the
+//! credentials the controller resolved for it, and answers reads of remote keys. Every failure is
+//! classified into a [`ProviderError`] whose [`ProviderError::reason`] is a stable, low-cardinality
+//! category used for conditions, events and metric labels. Messages never contain values.
+
+pub mod fake;
+pub mod fetch;
+pub mod file;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::value::SecretBytes;
+
+/// Which backend a provider is (a metric label, so a closed set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProviderKind {
+    /// AWS Secrets Manager.
+    Aws,
+    /// Azure Key Vault.
+    Azure,
+    /// HashiCorp Vault / OpenBao.
+    Vault,
+    /// The local encrypted file store.
+    File,
+    /// Process environment (CLI only).
+    Env,
+    /// Inline values (demos and tests).
+    Fake,
+}
+
+impl ProviderKind {
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aws => "aws",
+            Self::Azure => "azureKeyVault",
+            Self::Vault => "vault",
+            Self::File => "file",
+            Self::Env => "env",
+            Self::Fake => "fake",
+        }
+    }
+}
+
+/// One remote value to read: a key and an optional version (a version id, or a stage such as
+/// `AWSCURRENT`). JSON `property` selection happens after the read, so reads of the same key are shared.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RemoteRef {
+    /// The provider's name, path or ARN of the secret.
+    pub key: String,
+    /// A version id or stage; `None` means the latest.
+    pub version: Option<String>,
+}
+
+impl RemoteRef {
+    /// The latest version of `key`.
+    pub fn latest(key: impl Into<String>) -> Self {
+        Self { key: key.into(), version: None }
+    }
+}
+
+/// What a provider knows about a value besides the value itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretMetadata {
+    /// Provider version id of the value read.
+    pub version: Option<String>,
+    /// When this version was created.
+    pub created: Option<DateTime<Utc>>,
+    /// When the value was last updated or rotated at the source.
+    pub updated: Option<DateTime<Utc>>,
+    /// When the value expires (provider-reported).
+    pub expires: Option<DateTime<Utc>>,
+    /// Where the value was served from (e.g. an AWS region), if the provider has several.
+    pub served_by: Option<String>,
+}
+
+/// A value read from a provider.
+#[derive(Clone, Debug)]
+pub struct FetchedSecret {
+    /// The value (redacted in Debug).
+    pub value: SecretBytes,
+    /// Its metadata.
+    pub meta: SecretMetadata,
+}
+
+/// A search for remote keys (`dataFrom.find`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FindQuery {
+    /// Only keys under this path / name prefix.
+    pub path: Option<String>,
+    /// Only keys whose name matches this regular expression.
+    pub name_regexp: Option<String>,
+    /// Only secrets carrying all these tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Every way a provider call can fail, classified. Messages never carry secret values.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProviderError {
+    /// The provider said authoritatively that the key does not exist.
+    #[error("remote key {key:?} not found")]
+    NotFound {
+        /// The remote key.
+        key: String,
+    },
+    /// Credentials were rejected or lack permission. Never treated as not-found.
+    #[error("access denied{}: {message}", key.as_ref().map(|k| format!(" to {k:?}")).unwrap_or_default())]
+    AccessDenied {
+        /// The remote key, if the denial concerns one.
+        key: Option<String>,
+        /// What the provider said (no values).
+        message: String,
+    },
+    /// The provider asked us to slow down.
+    #[error("throttled by the provider{}", retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
+    Throttled {
+        /// The provider's retry hint.
+        retry_after: Option<Duration>,
+    },
+    /// A timeout, 5xx, connection failure or similar: retry later.
+    #[error("transient provider error: {message}")]
+    Transient {
+        /// What went wrong (no values).
+        message: String,
+    },
+    /// The provider answered with something we cannot use (malformed payload, missing property).
+    #[error("invalid value for remote key {key:?}: {message}")]
+    InvalidResponse {
+        /// The remote key.
+        key: String,
+        /// What is wrong with it (no values).
+        message: String,
+    },
+    /// The store is configured in a way that can never work (bad URL, missing credentials).
+    #[error("invalid store configuration: {message}")]
+    InvalidConfig {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ProviderError {
+    /// A stable category: used as condition reason, event reason and metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "RemoteKeyNotFound",
+            Self::AccessDenied { .. } => "AccessDenied",
+            Self::Throttled { .. } => "ProviderThrottled",
+            Self::Transient { .. } => "ProviderUnavailable",
+            Self::InvalidResponse { .. } => "InvalidRemoteValue",
+            Self::InvalidConfig { .. } => "InvalidStoreConfig",
+        }
+    }
+
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled { .. } | Self::Transient { .. })
+    }
+
+    /// The provider's retry hint, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A secret backend. Implementations are cheap to share (`Arc<dyn Provider>`) and cache their
+/// credentials/clients internally; they are built once per store generation, not per reconcile.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Which backend this is.
+    fn kind(&self) -> ProviderKind;
+
+    /// Reads one value.
+    async fn get(&self, remote: &RemoteRef) -> Result<FetchedSecret, ProviderError>;
+
+    /// Reads many values at once; the answer has one entry per input, in order. Providers with a
+    /// batch API (AWS `BatchGetSecretValue`) override this; one failing key never fails the others.
+    async fn get_many(&self, remotes: &[RemoteRef]) -> Vec<Result<FetchedSecret, ProviderError>> {
+        let mut out = Vec::with_capacity(remotes.len());
+        for r in remotes {
+            out.push(self.get(r).await);
+        }
+        out
+    }
+
+    /// Lists the remote keys matching a query (values are read afterwards with `get_many`).
+    async fn find(&self, query: &FindQuery) -> Result<Vec<String>, ProviderError>;
+
+    /// Checks that the credentials work and the provider is reachable (store `Ready`).
+    async fn validate(&self) -> Result<(), ProviderError>;
+}
+
+/// Compiles a `find.name.regexp`, bounded in size so a hostile pattern cannot exhaust memory.
+pub fn compile_name_regexp(pattern: &str) -> Result<regex::Regex, ProviderError> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| ProviderError::InvalidConfig { message: format!("find.name.regexp: {e}") })
+}
+
+/// Whether `name` satisfies the path prefix and regexp parts of a [`FindQuery`] (tags are provider-specific).
+pub fn name_matches(query: &FindQuery, re: Option<&regex::Regex>, name: &str) -> bool {
+    query.path.as_deref().is_none_or(|p| name.starts_with(p)) && re.is_none_or(|re| re.is_match(name))
+}

@@ -1,0 +1,234 @@
+//! `testkit`: an in-process emulator of the Kubernetes API server for
+//! secretsync's end-to-end tests and benchmarks (never shipped in the operator).
+//!
+//! It speaks the REST protocol kube-rs 5 and kubectl 1.32 use over plain HTTP
+//! on 127.0.0.1: discovery, GET/LIST/WATCH/POST/PUT/PATCH/DELETE, server-side
+//! apply with managedFields, the status subresource, finalizers,
+//! ownerReference garbage collection, CRDs, metadata-only (PartialObjectMetadata)
+//! responses, ServiceAccount TokenRequest and TokenReview. Faults (latency,
+//! 429, 500, 503, dropped connections, cut watches, forced 410, outages) and
+//! request counters are controllable from the library ([`Emulator::faults`],
+//! [`Emulator::counters`]) and over HTTP under `/_emulator/` (see the
+//! `server` module and the README of the crate's binary).
+//!
+//! # Known differences from a real kube-apiserver
+//!
+//! - No TLS, authentication, authorization (RBAC), admission (webhooks,
+//!   quotas, limit ranges) or audit; every request is allowed.
+//! - No OpenAPI: `/openapi/v2` and `/openapi/v3` answer 404 (use kubectl with
+//!   `--validate=false`), custom resources are neither validated against nor
+//!   pruned by their schema, no defaulting, no CEL validation rules.
+//! - Discovery is served in the legacy format only (no aggregated
+//!   `apidiscovery.k8s.io/v2`); clients fall back to it. No protobuf; JSON only.
+//!   `as=Table` requests get plain JSON lists/objects.
+//! - Only the resources listed in `resources.rs` plus CRDs exist; no pods,
+//!   services, nodes, ... and no controllers: deployments never get pods or
+//!   status, namespaces are finalized by the emulator itself right away.
+//! - CRD versions are not converted: objects are stored as written and only
+//!   `apiVersion` is rewritten when read through another served version
+//!   (the `None` conversion strategy).
+//! - LIST always reads the latest state: `resourceVersion`/`resourceVersionMatch`
+//!   on LIST are ignored and `continue` pages are not a consistent snapshot
+//!   (continue tokens never expire; `remainingItemCount` is not set).
+//! - Watch history is kept per resource type (`watch_history` events each);
+//!   a watch from an older resourceVersion gets an ERROR event 410 Expired.
+//!   Bookmarks are sent every `bookmark_interval`. When an object stops
+//!   matching a watch's label selector the DELETED event carries the new
+//!   object state (the real server sends the previous state with the new rv).
+//!   Without `timeoutSeconds` a watch lasts an hour.
+//! - Server-side apply is a simplified structured-merge-diff without schemas:
+//!   every JSON object is a granular map, lists are atomic except
+//!   `metadata.finalizers` (set), `metadata.ownerReferences` (keyed by uid)
+//!   and `containers`/`initContainers`/`ephemeralContainers`/`env`/`volumes`/
+//!   `volumeMounts`/`imagePullSecrets` (keyed by `name`). Ownership is recorded
+//!   per leaf field in real FieldsV1 format. Conflicts are reported as
+//!   `Apply failed with N conflict(s): conflict with "mgr": .path`.
+//!   Fields emptied by removal leave no empty parent maps behind.
+//! - Strategic merge patch is a JSON merge patch plus merge-by-key for the
+//!   lists above (and `ports` by `containerPort`), union for finalizers,
+//!   `$patch: delete|replace` and `$deleteFromPrimitiveList`; no other
+//!   directives and no per-type patch strategies beyond those.
+//! - Field selectors accept any dotted path (compared as text); the real
+//!   server only allows a per-kind list. Label selector syntax is the usual one.
+//! - Deletion: `gracePeriodSeconds` is ignored (objects without finalizers go
+//!   at once); `Foreground` propagation behaves like `Background`; `Orphan`
+//!   removes the ownerReferences from dependents immediately. Garbage
+//!   collection runs synchronously within the delete (dependents go before the
+//!   response), and dependents whose owner never existed are not collected.
+//!   `dryRun` is ignored (the write happens).
+//! - Namespaces: deleting one deletes its content immediately (respecting
+//!   finalizers) and the namespace disappears once empty; `default`,
+//!   `kube-system`, `kube-public` and `kube-node-lease` exist at start.
+//! - Secrets: `stringData` is folded into `data`, `type` defaults to `Opaque`
+//!   and is immutable, `data` values must be base64. No other per-kind
+//!   validation (names are only checked for `/` and `%`).
+//! - `metadata.generation` is kept for apps/v1 workloads, CRDs and custom
+//!   resources only. Writes that change nothing do not bump resourceVersion.
+//! - TokenRequest tokens are JWT-shaped with a random signature and are only
+//!   meaningful to this emulator's TokenReview; bound object refs are echoed
+//!   but not enforced.
+//! - Outage mode `refuse` closes the listening socket (connection refused),
+//!   `unavailable` answers 503, `drop` closes connections without a response.
+
+mod api;
+mod apply;
+mod crds;
+mod discovery;
+mod error;
+mod faults;
+mod fields;
+mod kubeconfig;
+mod patch;
+mod resources;
+mod selectors;
+mod server;
+mod store;
+mod tokens;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use faults::{Counters, FaultAction, FaultRule, Faults, OutageMode};
+
+/// Options for [`Emulator::start`].
+#[derive(Debug, Clone)]
+pub struct EmulatorOptions {
+    /// TCP port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Events kept per resource type for resuming watches.
+    pub watch_history: usize,
+    /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        EmulatorOptions {
+            port: 0,
+            watch_history: 10_000,
+            bookmark_interval: Duration::from_secs(3),
+        }
+    }
+}
+
+struct Inner {
+    app: Arc<api::App>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Handle to a running emulator (cheap to clone).
+#[derive(Clone)]
+pub struct Emulator {
+    inner: Arc<Inner>,
+}
+
+impl Emulator {
+    /// Bind 127.0.0.1:`opts.port` and serve in the background.
+    pub async fn start(opts: EmulatorOptions) -> anyhow::Result<Emulator> {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], opts.port))).await?;
+        let addr = listener.local_addr()?;
+        let app = Arc::new(api::App {
+            store: Mutex::new(store::Store::new(opts.watch_history)),
+            faults: Faults::default(),
+            counters: faults::CounterStore::default(),
+            tokens: Mutex::new(tokens::Tokens::default()),
+            bookmark_interval: opts.bookmark_interval.max(Duration::from_millis(10)),
+            addr,
+        });
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(server::serve(app.clone(), listener, rx));
+        Ok(Emulator {
+            inner: Arc::new(Inner {
+                app,
+                shutdown: tx,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.inner.app.addr)
+    }
+
+    pub fn kubeconfig_yaml(&self, namespace: Option<&str>) -> String {
+        kubeconfig::render(&self.url(), namespace)
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path, namespace: Option<&str>) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, self.kubeconfig_yaml(namespace))?;
+        Ok(())
+    }
+
+    /// Create (or replace) every CustomResourceDefinition found in the
+    /// `*.yaml`/`*.yml`/`*.json` files of `dir` (multi-document). Returns how many.
+    pub fn load_crds_from_dir(&self, dir: &Path) -> anyhow::Result<usize> {
+        let crds = crds::read_dir(dir)?;
+        let n = crds.len();
+        for crd in crds {
+            self.apply_crd(crd)?;
+        }
+        Ok(n)
+    }
+
+    /// Create or replace one CustomResourceDefinition given as JSON.
+    pub fn apply_crd(&self, crd: serde_json::Value) -> anyhow::Result<()> {
+        let mut s = self.inner.app.store();
+        let rt = s
+            .lookup("apiextensions.k8s.io", "customresourcedefinitions")
+            .ok_or_else(|| anyhow::anyhow!("CRD resource missing"))?;
+        let name = store::md_str(&crd, "name").unwrap_or("").to_string();
+        let req = store::Req {
+            version: "v1",
+            manager: Some("kube-emulator"),
+        };
+        let res = if s.get(&rt.id(), &name).is_some() {
+            let mut body = crd;
+            if let Some(md) = body.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                md.remove("resourceVersion");
+            }
+            s.update(&rt, None, &name, body, None, &req)
+        } else {
+            s.create(&rt, None, crd, &req)
+        };
+        res.map(|_| ()).map_err(|e| anyhow::anyhow!("CRD {name}: {e}"))
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.inner.app.faults
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.inner.app.counters.snapshot()
+    }
+
+    pub fn reset_counters(&self) {
+        self.inner.app.counters.reset()
+    }
+
+    /// Current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.inner.app.store().rv
+    }
+
+    /// Stop serving and close all connections.
+    pub async fn shutdown(self) {
+        let _ = self.inner.shutdown.send(true);
+        let task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
