@@ -44,7 +44,8 @@ impl HmacKey {
 
     fn mac(&self, parts: &[&[u8]]) -> String {
         // new_from_slice only fails for invalid key lengths, which HMAC does not have.
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         for p in parts {
             mac.update(&(p.len() as u64).to_be_bytes());
             mac.update(p);
@@ -58,7 +59,10 @@ impl HmacKey {
     }
 
     /// HMAC of a whole data map, computed from the per-key HMACs (so status can reproduce it).
-    pub fn data_hmac_from_keys<'a>(&self, key_hmacs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    pub fn data_hmac_from_keys<'a>(
+        &self,
+        key_hmacs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> String {
         let mut sorted: Vec<_> = key_hmacs.into_iter().collect();
         sorted.sort();
         let mut parts: Vec<&[u8]> = vec![b"secretsync/v1/data"];
@@ -71,7 +75,10 @@ impl HmacKey {
 
     /// HMAC of a whole data map.
     pub fn data_hmac(&self, data: &BTreeMap<String, SecretBytes>) -> String {
-        let per_key: Vec<(String, String)> = data.iter().map(|(k, v)| (k.clone(), self.key_hmac(k, v))).collect();
+        let per_key: Vec<(String, String)> = data
+            .iter()
+            .map(|(k, v)| (k.clone(), self.key_hmac(k, v)))
+            .collect();
         self.data_hmac_from_keys(per_key.iter().map(|(k, h)| (k.as_str(), h.as_str())))
     }
 }
@@ -87,9 +94,15 @@ mod tests {
         let v = SecretBytes::from("value");
         assert_ne!(k1.key_hmac("a", &v), k2.key_hmac("a", &v));
         assert_ne!(k1.key_hmac("a", &v), k1.key_hmac("b", &v));
-        assert_eq!(k1.key_hmac("a", &v), k1.key_hmac("a", &SecretBytes::from("value")));
+        assert_eq!(
+            k1.key_hmac("a", &v),
+            k1.key_hmac("a", &SecretBytes::from("value"))
+        );
         // Length prefixes: ("ab","c") and ("a","bc") differ.
-        assert_ne!(k1.key_hmac("ab", &SecretBytes::from("c")), k1.key_hmac("a", &SecretBytes::from("bc")));
+        assert_ne!(
+            k1.key_hmac("ab", &SecretBytes::from("c")),
+            k1.key_hmac("a", &SecretBytes::from("bc"))
+        );
         assert!(!format!("{k1:?}").contains('1'));
     }
 

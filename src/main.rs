@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use secretsync::telemetry::{self, LogFormat, Metrics};
 
 #[derive(Parser)]
-#[command(name = "secretsync", version, about = "Keeps Kubernetes Secrets in sync with external secret stores")]
+#[command(
+    name = "secretsync",
+    version,
+    about = "Keeps Kubernetes Secrets in sync with external secret stores"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,7 +49,12 @@ struct ControllerArgs {
     #[arg(long, env = "SECRETSYNC_DEFAULT_REFRESH_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     default_refresh_interval: std::time::Duration,
     /// Log format.
-    #[arg(long, env = "SECRETSYNC_LOG_FORMAT", value_enum, default_value = "json")]
+    #[arg(
+        long,
+        env = "SECRETSYNC_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
     log_format: LogFormat,
     /// Log filter (tracing EnvFilter syntax, e.g. `info` or `secretsync=debug`).
     #[arg(long, env = "SECRETSYNC_LOG_LEVEL", default_value = "info")]
@@ -63,7 +72,11 @@ struct ControllerArgs {
     #[arg(long, env = "POD_NAME", default_value = "secretsync")]
     pod_name: String,
     /// Secret in the controller namespace holding the HMAC key (created if missing).
-    #[arg(long, env = "SECRETSYNC_HMAC_KEY_SECRET", default_value = "secretsync-hmac-key")]
+    #[arg(
+        long,
+        env = "SECRETSYNC_HMAC_KEY_SECRET",
+        default_value = "secretsync-hmac-key"
+    )]
     hmac_key_secret: String,
 }
 
@@ -77,7 +90,9 @@ async fn main() -> std::process::ExitCode {
     let res = match cli.command {
         Command::Controller(args) => run_controller(args).await,
         Command::Crds { out } => secretsync::cli::crds::run(out.as_deref(), &mut std::io::stdout()),
-        Command::Store(cmd) => secretsync::cli::store::run(cmd, &mut std::io::stdout(), &mut std::io::stdin()),
+        Command::Store(cmd) => {
+            secretsync::cli::store::run(cmd, &mut std::io::stdout(), &mut std::io::stdin())
+        }
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -90,7 +105,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     telemetry::init_logging(args.log_format, &args.log_level);
-    let client = kube::Client::try_default().await.map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
     let settings = secretsync::controller::Settings {
         namespace: args.namespace,
         concurrency: args.concurrency.max(1),
@@ -114,9 +131,19 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         let _ = tx.send(true);
     });
     let mut servers = Vec::new();
-    servers.push(tokio::spawn(secretsync::server::serve(args.metrics_addr, metrics.clone(), ready.clone(), shutdown())));
+    servers.push(tokio::spawn(secretsync::server::serve(
+        args.metrics_addr,
+        metrics.clone(),
+        ready.clone(),
+        shutdown(),
+    )));
     if args.health_addr != args.metrics_addr {
-        servers.push(tokio::spawn(secretsync::server::serve(args.health_addr, metrics.clone(), ready.clone(), shutdown())));
+        servers.push(tokio::spawn(secretsync::server::serve(
+            args.health_addr,
+            metrics.clone(),
+            ready.clone(),
+            shutdown(),
+        )));
     }
     secretsync::controller::run(client, settings, metrics, ready, shutdown()).await?;
     for s in servers {
@@ -129,13 +156,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -21,8 +21,11 @@ pub enum LogFormat {
 
 /// Installs the global tracing subscriber (to stderr).
 pub fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -55,18 +58,50 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("secretsync");
         let reconciles = Family::<ResultLabel, Counter>::default();
-        registry.register("reconciles", "Reconciles by result (success or an error reason)", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles by result (success or an error reason)",
+            reconciles.clone(),
+        );
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            reconcile_duration.clone(),
+        );
         let provider_reads = Family::<ProviderLabel, Counter>::default();
-        registry.register("provider_reads", "Values read from providers by provider and result", provider_reads.clone());
+        registry.register(
+            "provider_reads",
+            "Values read from providers by provider and result",
+            provider_reads.clone(),
+        );
         let secret_writes = Counter::default();
-        registry.register("secret_writes", "Writes of target Secrets", secret_writes.clone());
+        registry.register(
+            "secret_writes",
+            "Writes of target Secrets",
+            secret_writes.clone(),
+        );
         let status_writes = Counter::default();
-        registry.register("status_writes", "Writes of SecretRef status", status_writes.clone());
+        registry.register(
+            "status_writes",
+            "Writes of SecretRef status",
+            status_writes.clone(),
+        );
         let rotations = Counter::default();
-        registry.register("rotations", "Synced data that really changed after the first sync", rotations.clone());
-        Self { registry, reconciles, reconcile_duration, provider_reads, secret_writes, status_writes, rotations }
+        registry.register(
+            "rotations",
+            "Synced data that really changed after the first sync",
+            rotations.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            provider_reads,
+            secret_writes,
+            status_writes,
+            rotations,
+        }
     }
 }
 
@@ -90,17 +125,29 @@ impl Metrics {
 
     /// Starts timing a reconcile.
     pub fn reconcile_timer(&self) -> ReconcileTimer {
-        ReconcileTimer { start: Instant::now(), hist: self.reconcile_duration.clone() }
+        ReconcileTimer {
+            start: Instant::now(),
+            hist: self.reconcile_duration.clone(),
+        }
     }
 
     /// Counts a finished reconcile.
     pub fn reconciled(&self, result: &str) {
-        self.reconciles.get_or_create(&ResultLabel { result: result.to_string() }).inc();
+        self.reconciles
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Counts a value read.
     pub fn provider_read(&self, provider: &str, result: &str) {
-        self.provider_reads.get_or_create(&ProviderLabel { provider: provider.to_string(), result: result.to_string() }).inc();
+        self.provider_reads
+            .get_or_create(&ProviderLabel {
+                provider: provider.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Counts a Secret write.

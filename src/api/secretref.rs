@@ -1,4 +1,6 @@
 //! `SecretRef`: one target Secret and where each of its keys comes from.
+// `printcolumn(type_ = ...)` repeats an attribute name inside the kube derive; not a real duplicate.
+#![allow(clippy::duplicated_attributes)]
 
 use std::collections::BTreeMap;
 
@@ -18,12 +20,28 @@ use serde::{Deserialize, Serialize};
     shortname = "sref",
     category = "secretsync",
     cel,
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
     printcolumn(name = "Store", type_ = "string", json_path = ".spec.storeRef.name"),
     printcolumn(name = "Target", type_ = "string", json_path = ".status.targetName"),
-    printcolumn(name = "Last Changed", type_ = "date", json_path = ".status.lastChangedTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Last Changed",
+        type_ = "date",
+        json_path = ".status.lastChangedTime"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.data) && size(self.data) > 0) || (has(self.dataFrom) && size(self.dataFrom) > 0) || (has(self.target) && has(self.target.template))").message("at least one of data, dataFrom or target.template must be set"))]
@@ -68,7 +86,9 @@ pub struct StoreRef {
 }
 
 /// The kind of store referenced.
-#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 pub enum StoreKind {
     /// A store in the SecretRef's own namespace.
     #[default]
@@ -84,7 +104,10 @@ pub enum StoreKind {
 pub struct Target {
     /// The Secret's name (default: the SecretRef's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: Option<String>,
     /// The Secret's type (default `Opaque`): e.g. `kubernetes.io/tls`, `kubernetes.io/dockerconfigjson`.
     /// Never `kubernetes.io/service-account-token`.
@@ -117,7 +140,9 @@ pub struct Target {
 }
 
 /// How the Secret is created and owned.
-#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 pub enum CreationPolicy {
     /// Create and own the Secret; refuse Secrets secretsync does not own.
     #[default]
@@ -129,7 +154,9 @@ pub enum CreationPolicy {
 }
 
 /// What happens to the Secret when the SecretRef is deleted.
-#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 pub enum DeletionPolicy {
     /// Leave the Secret in place.
     #[default]
@@ -139,7 +166,9 @@ pub enum DeletionPolicy {
 }
 
 /// What happens when someone edits the Secret by hand.
-#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 pub enum DriftPolicy {
     /// Restore our data at once.
     #[default]
@@ -166,7 +195,9 @@ pub struct Template {
 }
 
 /// How templated keys combine with fetched keys.
-#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 pub enum TemplateMergePolicy {
     /// Only templated keys.
     #[default]
@@ -271,7 +302,20 @@ pub struct WorkloadRef {
 }
 
 /// Restartable workload kinds.
-#[derive(schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash, PartialOrd, Ord)]
+#[derive(
+    schemars::JsonSchema,
+    Deserialize,
+    Serialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    Hash,
+    PartialOrd,
+    Ord,
+)]
 pub enum WorkloadKind {
     /// apps/v1 Deployment.
     #[default]

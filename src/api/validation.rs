@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{duration, DataFrom, DeletionPolicy, SecretRefSpec, CreationPolicy, ProviderSpec};
+use super::{CreationPolicy, DataFrom, DeletionPolicy, ProviderSpec, SecretRefSpec, duration};
 
 /// One problem with a spec: the field path (as in `kubectl explain`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,9 @@ pub fn is_valid_secret_key(key: &str) -> bool {
         && key.len() <= 253
         && key != "."
         && key != ".."
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// Whether `name` is a valid DNS-1123 subdomain (names of Secrets and most objects).
@@ -38,7 +40,9 @@ pub fn is_dns1123_subdomain(name: &str) -> bool {
         && name.len() <= 253
         && name.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -64,21 +68,33 @@ pub fn validate_secretref(spec: &SecretRefSpec) -> Vec<FieldError> {
     }
     let has_template = spec.target.as_ref().is_some_and(|t| t.template.is_some());
     if spec.data.is_empty() && spec.data_from.is_empty() && !has_template {
-        push("spec".into(), "at least one of data, dataFrom or target.template must be set".into());
+        push(
+            "spec".into(),
+            "at least one of data, dataFrom or target.template must be set".into(),
+        );
     }
     let mut seen = BTreeSet::new();
     for (i, item) in spec.data.iter().enumerate() {
         if !is_valid_secret_key(&item.secret_key) {
             push(
                 format!("spec.data[{i}].secretKey"),
-                format!("{:?} is not a valid Secret key (letters, digits, '-', '_', '.')", item.secret_key),
+                format!(
+                    "{:?} is not a valid Secret key (letters, digits, '-', '_', '.')",
+                    item.secret_key
+                ),
             );
         }
         if !seen.insert(item.secret_key.as_str()) {
-            push(format!("spec.data[{i}].secretKey"), format!("{:?} is used twice", item.secret_key));
+            push(
+                format!("spec.data[{i}].secretKey"),
+                format!("{:?} is used twice", item.secret_key),
+            );
         }
         if item.remote_ref.key.is_empty() {
-            push(format!("spec.data[{i}].remoteRef.key"), "must not be empty".into());
+            push(
+                format!("spec.data[{i}].remoteRef.key"),
+                "must not be empty".into(),
+            );
         }
         if let Some(p) = &item.remote_ref.property
             && let Err(e) = crate::controller::property::parse_path(p)
@@ -121,7 +137,10 @@ pub fn validate_secretref(spec: &SecretRefSpec) -> Vec<FieldError> {
                     });
                 }
                 if let Err(e) = crate::controller::template::check_syntax(key, source) {
-                    errs.push(FieldError { field: format!("spec.target.template.data.{key}"), message: e });
+                    errs.push(FieldError {
+                        field: format!("spec.target.template.data.{key}"),
+                        message: e,
+                    });
                 }
             }
         }
@@ -137,19 +156,28 @@ fn validate_data_from(i: usize, df: &DataFrom, errs: &mut Vec<FieldError>) {
         }),
         (Some(ex), None) => {
             if ex.key.is_empty() {
-                errs.push(FieldError { field: format!("spec.dataFrom[{i}].extract.key"), message: "must not be empty".into() });
+                errs.push(FieldError {
+                    field: format!("spec.dataFrom[{i}].extract.key"),
+                    message: "must not be empty".into(),
+                });
             }
             if let Some(p) = &ex.property
                 && let Err(e) = crate::controller::property::parse_path(p)
             {
-                errs.push(FieldError { field: format!("spec.dataFrom[{i}].extract.property"), message: e.to_string() });
+                errs.push(FieldError {
+                    field: format!("spec.dataFrom[{i}].extract.property"),
+                    message: e.to_string(),
+                });
             }
         }
         (None, Some(f)) => {
             if let Some(n) = &f.name
                 && let Err(e) = crate::providers::compile_name_regexp(&n.regexp)
             {
-                errs.push(FieldError { field: format!("spec.dataFrom[{i}].find.name.regexp"), message: e.to_string() });
+                errs.push(FieldError {
+                    field: format!("spec.dataFrom[{i}].find.name.regexp"),
+                    message: e.to_string(),
+                });
             }
             if f.path.is_none() && f.name.is_none() && f.tags.is_empty() {
                 errs.push(FieldError {
@@ -162,18 +190,25 @@ fn validate_data_from(i: usize, df: &DataFrom, errs: &mut Vec<FieldError>) {
 }
 
 /// Validates a store's provider block; an empty result means valid.
-pub fn validate_provider(provider: &ProviderSpec, refresh_interval: Option<&str>) -> Vec<FieldError> {
+pub fn validate_provider(
+    provider: &ProviderSpec,
+    refresh_interval: Option<&str>,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if provider.count() != 1 {
         errs.push(FieldError {
             field: "spec.provider".into(),
-            message: "exactly one provider must be set: aws, azureKeyVault, vault, file or fake".into(),
+            message: "exactly one provider must be set: aws, azureKeyVault, vault, file or fake"
+                .into(),
         });
     }
     if let Some(ri) = refresh_interval
         && let Err(e) = duration::parse(ri)
     {
-        errs.push(FieldError { field: "spec.refreshInterval".into(), message: e.to_string() });
+        errs.push(FieldError {
+            field: "spec.refreshInterval".into(),
+            message: e.to_string(),
+        });
     }
     if let Some(f) = &provider.file
         && f.config_map_ref.is_some() == f.path.is_some()
@@ -193,8 +228,17 @@ mod tests {
 
     fn spec_with_key(key: &str) -> SecretRefSpec {
         SecretRefSpec {
-            store_ref: StoreRef { name: "s".into(), kind: None },
-            data: vec![DataItem { secret_key: key.into(), remote_ref: RemoteRefSpec { key: "k".into(), ..Default::default() } }],
+            store_ref: StoreRef {
+                name: "s".into(),
+                kind: None,
+            },
+            data: vec![DataItem {
+                secret_key: key.into(),
+                remote_ref: RemoteRefSpec {
+                    key: "k".into(),
+                    ..Default::default()
+                },
+            }],
             ..Default::default()
         }
     }
@@ -226,7 +270,10 @@ mod tests {
             type_: Some("kubernetes.io/service-account-token".into()),
             ..Default::default()
         });
-        let fields: Vec<_> = validate_secretref(&spec).into_iter().map(|e| e.field).collect();
+        let fields: Vec<_> = validate_secretref(&spec)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert!(fields.contains(&"spec.target.deletionPolicy".to_string()));
         assert!(fields.contains(&"spec.target.type".to_string()));
     }
@@ -236,7 +283,13 @@ mod tests {
         let mut spec = spec_with_key("a");
         spec.data.push(spec.data[0].clone());
         spec.refresh_interval = Some("1 day".into());
-        let fields: Vec<_> = validate_secretref(&spec).into_iter().map(|e| e.field).collect();
-        assert_eq!(fields, vec!["spec.refreshInterval", "spec.data[1].secretKey"]);
+        let fields: Vec<_> = validate_secretref(&spec)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            vec!["spec.refreshInterval", "spec.data[1].secretKey"]
+        );
     }
 }

@@ -11,7 +11,8 @@ pub fn run(dir: Option<&Path>, out: &mut dyn Write) -> anyhow::Result<()> {
             std::fs::create_dir_all(dir)?;
             for (name, yaml) in files {
                 let path = dir.join(&name);
-                std::fs::write(&path, yaml).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+                std::fs::write(&path, yaml)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
                 writeln!(out, "wrote {}", path.display())?;
             }
         }

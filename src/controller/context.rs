@@ -42,6 +42,8 @@ pub struct RefState {
     /// The status we last wrote, and the resourceVersion the object had before that write: while
     /// the watch still shows that older version, our own write is the truth.
     pub written: Option<(String, SecretRefStatus)>,
+    /// Identity of the store configuration the last fetch used (a changed store means a re-read).
+    pub store_id: Option<std::sync::Arc<str>>,
 }
 
 /// Shared state of the controller.
@@ -65,13 +67,33 @@ pub struct Context {
 
 impl Context {
     /// A context.
-    pub fn new(client: Client, recorder: Recorder, settings: Settings, hmac: HmacKey, stores: StoreResolver, metrics: Arc<Metrics>) -> Self {
-        Self { client, recorder, settings, hmac, fetcher: Fetcher::default(), stores, metrics, states: Mutex::new(HashMap::new()) }
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        settings: Settings,
+        hmac: HmacKey,
+        stores: StoreResolver,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            recorder,
+            settings,
+            hmac,
+            fetcher: Fetcher::default(),
+            stores,
+            metrics,
+            states: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `namespace/name` of a SecretRef.
     pub fn key_of(&self, sref: &SecretRef) -> String {
-        format!("{}/{}", sref.namespace().unwrap_or_default(), sref.name_any())
+        format!(
+            "{}/{}",
+            sref.namespace().unwrap_or_default(),
+            sref.name_any()
+        )
     }
 
     /// Runs `f` on the SecretRef's in-memory state.
@@ -82,6 +104,9 @@ impl Context {
 
     /// Forgets a deleted SecretRef.
     pub fn forget(&self, key: &str) {
-        self.states.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 }

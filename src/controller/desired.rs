@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 
 use super::{property, template};
-use crate::api::{self, validation, SecretRefSpec, SyncedKey, TemplateMergePolicy};
+use crate::api::{self, SecretRefSpec, SyncedKey, TemplateMergePolicy, validation};
 use crate::audit::HmacKey;
 use crate::providers::{FetchedSecret, FindQuery, RemoteRef};
 use crate::value::SecretBytes;
@@ -33,21 +33,37 @@ pub fn plan(spec: &SecretRefSpec) -> Plan {
     };
     for (i, df) in spec.data_from.iter().enumerate() {
         if let Some(ex) = &df.extract {
-            add(RemoteRef { key: ex.key.clone(), version: ex.version.clone() }, &mut p);
+            add(
+                RemoteRef {
+                    key: ex.key.clone(),
+                    version: ex.version.clone(),
+                },
+                &mut p,
+            );
         }
         if let Some(f) = &df.find {
             p.finds.push((i, find_query(f)));
         }
     }
     for item in &spec.data {
-        add(RemoteRef { key: item.remote_ref.key.clone(), version: item.remote_ref.version.clone() }, &mut p);
+        add(
+            RemoteRef {
+                key: item.remote_ref.key.clone(),
+                version: item.remote_ref.version.clone(),
+            },
+            &mut p,
+        );
     }
     p
 }
 
 /// The provider query of a `find`.
 pub fn find_query(f: &api::FindSpec) -> FindQuery {
-    FindQuery { path: f.path.clone(), name_regexp: f.name.as_ref().map(|n| n.regexp.clone()), tags: f.tags.clone() }
+    FindQuery {
+        path: f.path.clone(),
+        name_regexp: f.name.as_ref().map(|n| n.regexp.clone()),
+        tags: f.tags.clone(),
+    }
 }
 
 /// The complete answers for a plan: every read succeeded and every search returned its key list.
@@ -96,7 +112,11 @@ pub struct BuildError {
 }
 
 fn err(reason: &'static str, field: impl Into<String>, message: impl Into<String>) -> BuildError {
-    BuildError { reason, field: field.into(), message: message.into() }
+    BuildError {
+        reason,
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// Maps a remote name found by `find` to a Secret key: leading `/` dropped, other characters that
@@ -104,7 +124,13 @@ fn err(reason: &'static str, field: impl Into<String>, message: impl Into<String
 pub fn key_for_found_name(name: &str) -> String {
     name.trim_start_matches('/')
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -115,7 +141,12 @@ struct Entry {
 }
 
 /// Builds the desired Secret. `answers` must be complete (the caller aborts on any failed read).
-pub fn build(sref_name: &str, spec: &SecretRefSpec, answers: &Answers, hmac: &HmacKey) -> Result<DesiredSecret, BuildError> {
+pub fn build(
+    sref_name: &str,
+    spec: &SecretRefSpec,
+    answers: &Answers,
+    hmac: &HmacKey,
+) -> Result<DesiredSecret, BuildError> {
     if let Some(first) = validation::validate_secretref(spec).into_iter().next() {
         return Err(err("InvalidSpec", first.field, first.message));
     }
@@ -127,77 +158,171 @@ pub fn build(sref_name: &str, spec: &SecretRefSpec, answers: &Answers, hmac: &Hm
         }
     };
     let lookup = |r: &RemoteRef, field: &str| -> Result<&FetchedSecret, BuildError> {
-        answers.values.get(r).ok_or_else(|| err("RemoteKeyNotFound", field, format!("no answer for remote key {:?}", r.key)))
+        answers.values.get(r).ok_or_else(|| {
+            err(
+                "RemoteKeyNotFound",
+                field,
+                format!("no answer for remote key {:?}", r.key),
+            )
+        })
     };
 
     for (i, df) in spec.data_from.iter().enumerate() {
         if let Some(ex) = &df.extract {
             let field = format!("spec.dataFrom[{i}].extract");
-            let fetched = lookup(&RemoteRef { key: ex.key.clone(), version: ex.version.clone() }, &field)?;
+            let fetched = lookup(
+                &RemoteRef {
+                    key: ex.key.clone(),
+                    version: ex.version.clone(),
+                },
+                &field,
+            )?;
             note_expiry(fetched);
             let value = match &ex.property {
-                Some(p) => property::select(&fetched.value, p).map_err(|e| err("InvalidRemoteValue", format!("{field}.property"), e.to_string()))?,
+                Some(p) => property::select(&fetched.value, p).map_err(|e| {
+                    err(
+                        "InvalidRemoteValue",
+                        format!("{field}.property"),
+                        e.to_string(),
+                    )
+                })?,
                 None => fetched.value.clone(),
             };
             let Some(serde_json::Value::Object(map)) = property::parse_json(&value) else {
-                return Err(err("InvalidRemoteValue", field, format!("remote key {:?} is not a JSON object, so it cannot be extracted", ex.key)));
+                return Err(err(
+                    "InvalidRemoteValue",
+                    field,
+                    format!(
+                        "remote key {:?} is not a JSON object, so it cannot be extracted",
+                        ex.key
+                    ),
+                ));
             };
             if map.is_empty() {
-                return Err(err("InvalidRemoteValue", field, format!("remote key {:?} is an empty JSON object", ex.key)));
+                return Err(err(
+                    "InvalidRemoteValue",
+                    field,
+                    format!("remote key {:?} is an empty JSON object", ex.key),
+                ));
             }
             for (k, node) in &map {
                 if !validation::is_valid_secret_key(k) {
-                    return Err(err("InvalidSecretKey", field, format!("remote key {:?} has a property {k:?} that is not a valid Secret key", ex.key)));
+                    return Err(err(
+                        "InvalidSecretKey",
+                        field,
+                        format!(
+                            "remote key {:?} has a property {k:?} that is not a valid Secret key",
+                            ex.key
+                        ),
+                    ));
                 }
-                data.insert(k.clone(), Entry { value: property::node_to_bytes(node), remote_key: Some(ex.key.clone()), version: fetched.meta.version.clone() });
+                data.insert(
+                    k.clone(),
+                    Entry {
+                        value: property::node_to_bytes(node),
+                        remote_key: Some(ex.key.clone()),
+                        version: fetched.meta.version.clone(),
+                    },
+                );
             }
         }
         if df.find.is_some() {
             let field = format!("spec.dataFrom[{i}].find");
-            let names = answers.found.get(&i).ok_or_else(|| err("ProviderUnavailable", &field, "the search did not complete"))?;
+            let names = answers
+                .found
+                .get(&i)
+                .ok_or_else(|| err("ProviderUnavailable", &field, "the search did not complete"))?;
             let mut seen: HashMap<String, &str> = HashMap::new();
             for name in names {
                 let key = key_for_found_name(name);
                 if !validation::is_valid_secret_key(&key) {
-                    return Err(err("InvalidSecretKey", &field, format!("found remote key {name:?} does not map to a valid Secret key")));
+                    return Err(err(
+                        "InvalidSecretKey",
+                        &field,
+                        format!("found remote key {name:?} does not map to a valid Secret key"),
+                    ));
                 }
                 if let Some(other) = seen.insert(key.clone(), name) {
-                    return Err(err("InvalidSecretKey", &field, format!("found remote keys {other:?} and {name:?} both map to Secret key {key:?}")));
+                    return Err(err(
+                        "InvalidSecretKey",
+                        &field,
+                        format!(
+                            "found remote keys {other:?} and {name:?} both map to Secret key {key:?}"
+                        ),
+                    ));
                 }
                 let fetched = lookup(&RemoteRef::latest(name.clone()), &field)?;
                 note_expiry(fetched);
-                data.insert(key, Entry { value: fetched.value.clone(), remote_key: Some(name.clone()), version: fetched.meta.version.clone() });
+                data.insert(
+                    key,
+                    Entry {
+                        value: fetched.value.clone(),
+                        remote_key: Some(name.clone()),
+                        version: fetched.meta.version.clone(),
+                    },
+                );
             }
         }
     }
     for (i, item) in spec.data.iter().enumerate() {
         let field = format!("spec.data[{i}].remoteRef");
-        let r = RemoteRef { key: item.remote_ref.key.clone(), version: item.remote_ref.version.clone() };
+        let r = RemoteRef {
+            key: item.remote_ref.key.clone(),
+            version: item.remote_ref.version.clone(),
+        };
         let fetched = lookup(&r, &field)?;
         note_expiry(fetched);
         let value = match &item.remote_ref.property {
-            Some(p) => property::select(&fetched.value, p).map_err(|e| err("InvalidRemoteValue", format!("{field}.property"), e.to_string()))?,
+            Some(p) => property::select(&fetched.value, p).map_err(|e| {
+                err(
+                    "InvalidRemoteValue",
+                    format!("{field}.property"),
+                    e.to_string(),
+                )
+            })?,
             None => fetched.value.clone(),
         };
-        data.insert(item.secret_key.clone(), Entry { value, remote_key: Some(r.key), version: fetched.meta.version.clone() });
+        data.insert(
+            item.secret_key.clone(),
+            Entry {
+                value,
+                remote_key: Some(r.key),
+                version: fetched.meta.version.clone(),
+            },
+        );
     }
 
     let target = spec.target.clone().unwrap_or_default();
     if let Some(tpl) = &target.template {
-        let inputs: BTreeMap<String, SecretBytes> = data.iter().map(|(k, e)| (k.clone(), e.value.clone())).collect();
-        let rendered = template::render(&tpl.data, &inputs).map_err(|m| err("TemplateFailed", "spec.target.template", m))?;
+        let inputs: BTreeMap<String, SecretBytes> = data
+            .iter()
+            .map(|(k, e)| (k.clone(), e.value.clone()))
+            .collect();
+        let rendered = template::render(&tpl.data, &inputs)
+            .map_err(|m| err("TemplateFailed", "spec.target.template", m))?;
         if tpl.merge_policy.unwrap_or_default() == TemplateMergePolicy::Replace {
             data.clear();
         }
         for (k, v) in rendered {
-            data.insert(k, Entry { value: v, remote_key: None, version: None });
+            data.insert(
+                k,
+                Entry {
+                    value: v,
+                    remote_key: None,
+                    version: None,
+                },
+            );
         }
     }
 
     let mut total = 0usize;
     for (k, e) in &data {
         if e.value.is_empty() {
-            return Err(err("EmptyValue", field_of(spec, k), format!("Secret key {k:?} would be empty; refusing to blank it")));
+            return Err(err(
+                "EmptyValue",
+                field_of(spec, k),
+                format!("Secret key {k:?} would be empty; refusing to blank it"),
+            ));
         }
         total += k.len() + e.value.len();
     }
@@ -205,14 +330,27 @@ pub fn build(sref_name: &str, spec: &SecretRefSpec, answers: &Answers, hmac: &Hm
         return Err(err("EmptyValue", "spec", "the Secret would have no keys"));
     }
     if total > api::MAX_SECRET_BYTES {
-        return Err(err("SecretTooLarge", "spec", format!("the Secret would hold {total} bytes, over the 1 MiB Kubernetes limit")));
+        return Err(err(
+            "SecretTooLarge",
+            "spec",
+            format!("the Secret would hold {total} bytes, over the 1 MiB Kubernetes limit"),
+        ));
     }
 
     let synced_keys: Vec<SyncedKey> = data
         .iter()
-        .map(|(k, e)| SyncedKey { secret_key: k.clone(), remote_key: e.remote_key.clone(), version: e.version.clone(), hmac: hmac.key_hmac(k, &e.value) })
+        .map(|(k, e)| SyncedKey {
+            secret_key: k.clone(),
+            remote_key: e.remote_key.clone(),
+            version: e.version.clone(),
+            hmac: hmac.key_hmac(k, &e.value),
+        })
         .collect();
-    let data_hmac = hmac.data_hmac_from_keys(synced_keys.iter().map(|s| (s.secret_key.as_str(), s.hmac.as_str())));
+    let data_hmac = hmac.data_hmac_from_keys(
+        synced_keys
+            .iter()
+            .map(|s| (s.secret_key.as_str(), s.hmac.as_str())),
+    );
     Ok(DesiredSecret {
         name: target.name.clone().unwrap_or_else(|| sref_name.to_string()),
         type_: target.type_.clone().unwrap_or_else(|| "Opaque".into()),
@@ -241,19 +379,45 @@ mod tests {
     use crate::providers::SecretMetadata;
 
     fn fetched(v: &str, ver: &str) -> FetchedSecret {
-        FetchedSecret { value: SecretBytes::from(v), meta: SecretMetadata { version: Some(ver.into()), ..Default::default() } }
+        FetchedSecret {
+            value: SecretBytes::from(v),
+            meta: SecretMetadata {
+                version: Some(ver.into()),
+                ..Default::default()
+            },
+        }
     }
 
     fn item(key: &str, remote: &str, prop: Option<&str>) -> DataItem {
-        DataItem { secret_key: key.into(), remote_ref: RemoteRefSpec { key: remote.into(), property: prop.map(Into::into), version: None } }
+        DataItem {
+            secret_key: key.into(),
+            remote_ref: RemoteRefSpec {
+                key: remote.into(),
+                property: prop.map(Into::into),
+                version: None,
+            },
+        }
     }
 
     fn spec(data: Vec<DataItem>) -> SecretRefSpec {
-        SecretRefSpec { store_ref: StoreRef { name: "s".into(), kind: None }, data, ..Default::default() }
+        SecretRefSpec {
+            store_ref: StoreRef {
+                name: "s".into(),
+                kind: None,
+            },
+            data,
+            ..Default::default()
+        }
     }
 
     fn answers(pairs: &[(&str, &str, &str)]) -> Answers {
-        Answers { values: pairs.iter().map(|(k, v, ver)| (RemoteRef::latest(*k), fetched(v, ver))).collect(), found: HashMap::new() }
+        Answers {
+            values: pairs
+                .iter()
+                .map(|(k, v, ver)| (RemoteRef::latest(*k), fetched(v, ver)))
+                .collect(),
+            found: HashMap::new(),
+        }
     }
 
     fn key() -> HmacKey {
@@ -262,8 +426,20 @@ mod tests {
 
     #[test]
     fn builds_data_properties_and_defaults() {
-        let s = spec(vec![item("password", "/db", Some("password")), item("raw", "/plain", None)]);
-        let d = build("db", &s, &answers(&[("/db", r#"{"password":"pw","user":"u"}"#, "v1"), ("/plain", "x", "v7")]), &key()).unwrap();
+        let s = spec(vec![
+            item("password", "/db", Some("password")),
+            item("raw", "/plain", None),
+        ]);
+        let d = build(
+            "db",
+            &s,
+            &answers(&[
+                ("/db", r#"{"password":"pw","user":"u"}"#, "v1"),
+                ("/plain", "x", "v7"),
+            ]),
+            &key(),
+        )
+        .unwrap();
         assert_eq!(d.name, "db");
         assert_eq!(d.type_, "Opaque");
         assert_eq!(d.data["password"].expose(), b"pw");
@@ -275,45 +451,97 @@ mod tests {
 
     #[test]
     fn plan_deduplicates_reads() {
-        let s = spec(vec![item("a", "/db", Some("a")), item("b", "/db", Some("b"))]);
+        let s = spec(vec![
+            item("a", "/db", Some("a")),
+            item("b", "/db", Some("b")),
+        ]);
         assert_eq!(plan(&s).reads, vec![RemoteRef::latest("/db")]);
     }
 
     #[test]
     fn extract_and_template() {
         let mut s = spec(vec![]);
-        s.data_from = vec![DataFrom { extract: Some(RemoteRefSpec { key: "/db".into(), ..Default::default() }), find: None }];
+        s.data_from = vec![DataFrom {
+            extract: Some(RemoteRefSpec {
+                key: "/db".into(),
+                ..Default::default()
+            }),
+            find: None,
+        }];
         s.target = Some(Target {
-            template: Some(Template { data: [("url".to_string(), "pg://{{ user }}:{{ password }}@h".to_string())].into(), merge_policy: None }),
+            template: Some(Template {
+                data: [(
+                    "url".to_string(),
+                    "pg://{{ user }}:{{ password }}@h".to_string(),
+                )]
+                .into(),
+                merge_policy: None,
+            }),
             ..Default::default()
         });
-        let d = build("x", &s, &answers(&[("/db", r#"{"password":"pw","user":"u"}"#, "1")]), &key()).unwrap();
+        let d = build(
+            "x",
+            &s,
+            &answers(&[("/db", r#"{"password":"pw","user":"u"}"#, "1")]),
+            &key(),
+        )
+        .unwrap();
         assert_eq!(d.data.keys().collect::<Vec<_>>(), vec!["url"]);
         assert_eq!(d.data["url"].expose(), b"pg://u:pw@h");
     }
 
     #[test]
     fn missing_property_names_the_field() {
-        let s = spec(vec![item("ok", "/a", None), item("pw", "/db", Some("password"))]);
-        let e = build("x", &s, &answers(&[("/a", "1", "1"), ("/db", r#"{"user":"u"}"#, "1")]), &key()).unwrap_err();
+        let s = spec(vec![
+            item("ok", "/a", None),
+            item("pw", "/db", Some("password")),
+        ]);
+        let e = build(
+            "x",
+            &s,
+            &answers(&[("/a", "1", "1"), ("/db", r#"{"user":"u"}"#, "1")]),
+            &key(),
+        )
+        .unwrap_err();
         assert_eq!(e.reason, "InvalidRemoteValue");
         assert_eq!(e.field, "spec.data[1].remoteRef.property");
     }
 
     #[test]
     fn refuses_empty_values_and_oversize_secrets() {
-        let e = build("x", &spec(vec![item("a", "/a", None)]), &answers(&[("/a", "", "1")]), &key()).unwrap_err();
+        let e = build(
+            "x",
+            &spec(vec![item("a", "/a", None)]),
+            &answers(&[("/a", "", "1")]),
+            &key(),
+        )
+        .unwrap_err();
         assert_eq!(e.reason, "EmptyValue");
         let big = "x".repeat(600 * 1024);
-        let e = build("x", &spec(vec![item("a", "/a", None), item("b", "/b", None)]), &answers(&[("/a", &big, "1"), ("/b", &big, "1")]), &key()).unwrap_err();
+        let e = build(
+            "x",
+            &spec(vec![item("a", "/a", None), item("b", "/b", None)]),
+            &answers(&[("/a", &big, "1"), ("/b", &big, "1")]),
+            &key(),
+        )
+        .unwrap_err();
         assert_eq!(e.reason, "SecretTooLarge");
     }
 
     #[test]
     fn found_names_map_to_keys() {
-        assert_eq!(key_for_found_name("/clarivum/prod/api-key"), "clarivum_prod_api-key");
+        assert_eq!(
+            key_for_found_name("/clarivum/prod/api-key"),
+            "clarivum_prod_api-key"
+        );
         let mut s = spec(vec![]);
-        s.data_from = vec![DataFrom { extract: None, find: Some(crate::api::FindSpec { path: Some("/p/".into()), ..Default::default() }) }];
+        s.data_from = vec![DataFrom {
+            extract: None,
+            find: Some(crate::api::FindSpec {
+                path: Some("/p/".into()),
+                ..Default::default()
+            }),
+        }];
         let mut a = answers(&[("/p/a", "1", "1"), ("/p/b", "2", "1")]);
         a.found.insert(0, vec!["/p/a".into(), "/p/b".into()]);
         let d = build("x", &s, &a, &key()).unwrap();

@@ -55,21 +55,38 @@ pub async fn wait_for_crds(client: &Client, namespace: Option<&str>) {
 }
 
 /// Loads the HMAC key from its Secret in the controller namespace, creating it on first start.
-pub async fn load_or_create_hmac_key(client: &Client, settings: &Settings) -> anyhow::Result<HmacKey> {
+pub async fn load_or_create_hmac_key(
+    client: &Client,
+    settings: &Settings,
+) -> anyhow::Result<HmacKey> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &settings.controller_namespace);
     for _ in 0..5 {
         if let Some(s) = api.get_opt(&settings.hmac_key_secret).await? {
-            let key = s.data.as_ref().and_then(|d| d.get(HMAC_KEY_FIELD)).map(|b| b.0.clone());
+            let key = s
+                .data
+                .as_ref()
+                .and_then(|d| d.get(HMAC_KEY_FIELD))
+                .map(|b| b.0.clone());
             return match key {
                 Some(k) if k.len() >= 16 => Ok(HmacKey::new(k)),
-                _ => anyhow::bail!("Secret {}/{} has no usable {HMAC_KEY_FIELD:?} (at least 16 bytes)", settings.controller_namespace, settings.hmac_key_secret),
+                _ => anyhow::bail!(
+                    "Secret {}/{} has no usable {HMAC_KEY_FIELD:?} (at least 16 bytes)",
+                    settings.controller_namespace,
+                    settings.hmac_key_secret
+                ),
             };
         }
         let key = HmacKey::random();
         let mut secret = Secret::default();
         secret.metadata.name = Some(settings.hmac_key_secret.clone());
-        secret.metadata.labels = Some(BTreeMap::from([(api::MANAGED_BY_LABEL.to_string(), "secretsync-controller".to_string())]));
-        secret.data = Some(BTreeMap::from([(HMAC_KEY_FIELD.to_string(), ByteString(key.expose().to_vec()))]));
+        secret.metadata.labels = Some(BTreeMap::from([(
+            api::MANAGED_BY_LABEL.to_string(),
+            "secretsync-controller".to_string(),
+        )]));
+        secret.data = Some(BTreeMap::from([(
+            HMAC_KEY_FIELD.to_string(),
+            ByteString(key.expose().to_vec()),
+        )]));
         match api.create(&PostParams::default(), &secret).await {
             Ok(_) => {
                 info!(secret = %settings.hmac_key_secret, namespace = %settings.controller_namespace, "created the HMAC key Secret");
@@ -83,39 +100,95 @@ pub async fn load_or_create_hmac_key(client: &Client, settings: &Settings) -> an
 }
 
 /// Runs the controller until `shutdown` resolves. `ready` turns true once the watches have synced.
-pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>, ready: Arc<AtomicBool>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
     wait_for_crds(&client, settings.namespace.as_deref()).await;
     let hmac = load_or_create_hmac_key(&client, &settings).await?;
 
-    let (srefs, stores, secrets): (Api<SecretRef>, Api<SecretStore>, Api<kube::core::PartialObjectMeta<Secret>>) = match &settings.namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+    let (srefs, stores, secrets): (
+        Api<SecretRef>,
+        Api<SecretStore>,
+        Api<kube::core::PartialObjectMeta<Secret>>,
+    ) = match &settings.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
     };
     let cluster_stores: Api<ClusterSecretStore> = Api::all(client.clone());
 
     let (store_reader, store_writer) = reflector::store::<SecretStore>();
-    let store_stream = reflector::reflector(store_writer, watcher(stores, watcher::Config::default().any_semantic())).applied_objects();
+    let store_stream = reflector::reflector(
+        store_writer,
+        watcher(stores, watcher::Config::default().any_semantic()),
+    )
+    .applied_objects();
     let (cstore_reader, cstore_writer) = reflector::store::<ClusterSecretStore>();
-    let cstore_stream = reflector::reflector(cstore_writer, watcher(cluster_stores, watcher::Config::default().any_semantic())).applied_objects();
+    let cstore_stream = reflector::reflector(
+        cstore_writer,
+        watcher(cluster_stores, watcher::Config::default().any_semantic()),
+    )
+    .applied_objects();
 
-    let secret_cfg = watcher::Config::default().labels(&format!("{}={}", api::MANAGED_BY_LABEL, api::MANAGED_BY_VALUE)).any_semantic().page_size(500);
+    let secret_cfg = watcher::Config::default()
+        .labels(&format!(
+            "{}={}",
+            api::MANAGED_BY_LABEL,
+            api::MANAGED_BY_VALUE
+        ))
+        .any_semantic()
+        .page_size(500);
     let secret_stream = watcher(secrets, secret_cfg).touched_objects();
 
-    let reporter = Reporter { controller: "secretsync".into(), instance: Some(settings.identity.clone()) };
+    let reporter = Reporter {
+        controller: "secretsync".into(),
+        instance: Some(settings.identity.clone()),
+    };
     let recorder = Recorder::new(client.clone(), reporter);
-    let resolver = stores::StoreResolver::new(client.clone(), settings.controller_namespace.clone(), settings.allow_inline_secrets, store_reader.clone(), cstore_reader.clone());
+    let resolver = stores::StoreResolver::new(
+        client.clone(),
+        settings.controller_namespace.clone(),
+        settings.allow_inline_secrets,
+        store_reader.clone(),
+        cstore_reader.clone(),
+    );
     let concurrency = settings.concurrency;
-    let ctx = Arc::new(Context::new(client.clone(), recorder, settings, hmac, resolver, metrics));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        settings,
+        hmac,
+        resolver,
+        metrics,
+    ));
 
-    let controller = Controller::new(srefs, watcher::Config::default().any_semantic().page_size(500))
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    let controller = Controller::new(
+        srefs,
+        watcher::Config::default().any_semantic().page_size(500),
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let sref_reader = controller.store();
     let by_store = |kind: StoreKind, reader: reflector::Store<SecretRef>| {
         move |name: String, ns: Option<String>| -> Vec<ObjectRef<SecretRef>> {
             reader
                 .state()
                 .iter()
-                .filter(|s| s.spec.store_ref.name == name && s.spec.store_ref.kind.unwrap_or_default() == kind && (ns.is_none() || s.namespace() == ns))
+                .filter(|s| {
+                    s.spec.store_ref.name == name
+                        && s.spec.store_ref.kind.unwrap_or_default() == kind
+                        && (ns.is_none() || s.namespace() == ns)
+                })
                 .map(|s| ObjectRef::from_obj(s.as_ref()))
                 .collect()
         }
@@ -125,17 +198,30 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>, read
 
     // Ready once the watches have listed everything.
     {
-        let (r1, r2, r3, ready) = (store_reader.clone(), cstore_reader.clone(), sref_reader.clone(), ready.clone());
+        let (r1, r2, r3, ready) = (
+            store_reader.clone(),
+            cstore_reader.clone(),
+            sref_reader.clone(),
+            ready.clone(),
+        );
         tokio::spawn(async move {
-            let _ = futures::join!(r1.wait_until_ready(), r2.wait_until_ready(), r3.wait_until_ready());
+            let _ = futures::join!(
+                r1.wait_until_ready(),
+                r2.wait_until_ready(),
+                r3.wait_until_ready()
+            );
             ready.store(true, Ordering::Relaxed);
             info!("watches synced; ready");
         });
     }
     let (sr, csr) = (store_reader.clone(), cstore_reader.clone());
     controller
-        .watches_stream(store_stream, move |s: SecretStore| ns_store_map(s.name_any(), s.namespace()))
-        .watches_stream(cstore_stream, move |s: ClusterSecretStore| cl_store_map(s.name_any(), None))
+        .watches_stream(store_stream, move |s: SecretStore| {
+            ns_store_map(s.name_any(), s.namespace())
+        })
+        .watches_stream(cstore_stream, move |s: ClusterSecretStore| {
+            cl_store_map(s.name_any(), None)
+        })
         .watches_stream(secret_stream, |s: kube::core::PartialObjectMeta<Secret>| {
             let owner = s.labels().get(api::SECRETREF_LABEL).cloned();
             owner.map(|o| ObjectRef::new(&o).within(&s.namespace().unwrap_or_default()))

@@ -29,7 +29,10 @@ pub enum PropertyError {
 
 /// Splits a dotted path into segments (`\.` is a literal dot, `\\` a backslash).
 pub fn parse_path(path: &str) -> Result<Vec<String>, PropertyError> {
-    let bad = |why| PropertyError::BadPath { path: path.to_string(), why };
+    let bad = |why| PropertyError::BadPath {
+        path: path.to_string(),
+        why,
+    };
     if path.is_empty() {
         return Err(bad("empty"));
     }
@@ -77,7 +80,9 @@ pub fn node_to_bytes(node: &serde_json::Value) -> SecretBytes {
 /// Selects `path` inside the JSON `value`.
 pub fn select(value: &SecretBytes, path: &str) -> Result<SecretBytes, PropertyError> {
     let segs = parse_path(path)?;
-    let doc = parse_json(value).ok_or_else(|| PropertyError::NotJson { path: path.to_string() })?;
+    let doc = parse_json(value).ok_or_else(|| PropertyError::NotJson {
+        path: path.to_string(),
+    })?;
     // An exact top-level key wins over a dotted walk (`{"a.b": 1}` with path `a.b`).
     if let Some(node) = doc.get(path) {
         return Ok(node_to_bytes(node));
@@ -89,7 +94,9 @@ pub fn select(value: &SecretBytes, path: &str) -> Result<SecretBytes, PropertyEr
             serde_json::Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
             _ => None,
         }
-        .ok_or_else(|| PropertyError::Missing { path: path.to_string() })?;
+        .ok_or_else(|| PropertyError::Missing {
+            path: path.to_string(),
+        })?;
     }
     Ok(node_to_bytes(node))
 }
@@ -105,7 +112,9 @@ mod tests {
 
     #[test]
     fn selects_nested_and_escaped() {
-        let doc = v(r#"{"db":{"password":"p@ss","port":5432,"hosts":["a","b"]},"a.b":"dot","x":{"y.z":"esc"}}"#);
+        let doc = v(
+            r#"{"db":{"password":"p@ss","port":5432,"hosts":["a","b"]},"a.b":"dot","x":{"y.z":"esc"}}"#,
+        );
         assert_eq!(select(&doc, "db.password").unwrap().expose(), b"p@ss");
         assert_eq!(select(&doc, "db.port").unwrap().expose(), b"5432");
         assert_eq!(select(&doc, "db.hosts.1").unwrap().expose(), b"b");

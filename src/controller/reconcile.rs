@@ -20,7 +20,10 @@ use super::desired::{self, Answers, BuildError, DesiredSecret};
 use super::stores::{Resolved, StoreError, kube_error_summary};
 use super::target::{self, Decision};
 use super::{schedule, status as cond};
-use crate::api::{self, CreationPolicy, DeletionPolicy, NotFoundRecord, SecretRef, SecretRefStatus, duration, validation};
+use crate::api::{
+    self, CreationPolicy, DeletionPolicy, NotFoundRecord, SecretRef, SecretRefStatus, duration,
+    validation,
+};
 use crate::providers::{ProviderError, RemoteRef};
 
 /// Failures of one reconcile. Each has a stable [`Error::reason`].
@@ -86,10 +89,15 @@ pub async fn reconcile(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action
     })
     .await
     .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     });
-    ctx.metrics.reconciled(res.as_ref().map(|_| "success").unwrap_or_else(|e| e.reason()));
+    ctx.metrics.reconciled(
+        res.as_ref()
+            .map(|_| "success")
+            .unwrap_or_else(|e| e.reason()),
+    );
     res
 }
 
@@ -102,7 +110,7 @@ pub fn error_policy(sref: Arc<SecretRef>, err: &Error, ctx: Arc<Context>) -> Act
         s.failures
     });
     let d = schedule::backoff(failures, &sref.uid().unwrap_or_default(), err.retry_after());
-    debug!(reason = err.reason(), failures, backoff_ms = d.as_millis() as u64, "reconcile failed");
+    debug!(reason = err.reason(), error = %err, failures, backoff_ms = d.as_millis() as u64, "reconcile failed");
     Action::requeue(d)
 }
 
@@ -116,7 +124,11 @@ fn refresh_interval(sref: &SecretRef, store: Option<&Resolved>, ctx: &Context) -
 }
 
 fn target_name(sref: &SecretRef) -> String {
-    sref.spec.target.as_ref().and_then(|t| t.name.clone()).unwrap_or_else(|| sref.name_any())
+    sref.spec
+        .target
+        .as_ref()
+        .and_then(|t| t.name.clone())
+        .unwrap_or_else(|| sref.name_any())
 }
 
 async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -133,22 +145,44 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         })
         .unwrap_or_else(|| sref.status.clone().unwrap_or_default());
 
-    if sref.annotations().get(api::PAUSED_ANNOTATION).map(String::as_str) == Some("true") {
+    if sref
+        .annotations()
+        .get(api::PAUSED_ANNOTATION)
+        .map(String::as_str)
+        == Some("true")
+    {
         let mut st = old_status.clone();
-        cond::set_condition(&mut st.conditions, cond::READY, false, "Paused", "writes are paused by the secretsync.io/paused annotation", generation, Utc::now());
+        cond::set_condition(
+            &mut st.conditions,
+            cond::READY,
+            false,
+            "Paused",
+            "writes are paused by the secretsync.io/paused annotation",
+            generation,
+            Utc::now(),
+        );
         st.observed_generation = generation;
         write_status(&ctx, &sref, &old_status, st).await?;
         return Ok(Action::await_change());
     }
 
     // Bad input: the condition names the field; nothing is written.
-    if let Some(first) = validation::validate_secretref(&sref.spec).into_iter().next() {
-        let e = Error::Build(BuildError { reason: "InvalidSpec", field: first.field, message: first.message });
+    if let Some(first) = validation::validate_secretref(&sref.spec)
+        .into_iter()
+        .next()
+    {
+        let e = Error::Build(BuildError {
+            reason: "InvalidSpec",
+            field: first.field,
+            message: first.message,
+        });
         fail(&ctx, &sref, &old_status, &e).await?;
         return Ok(Action::await_change());
     }
 
-    let store = match ctx.stores.resolve(&sref, false).await {
+    // A new or changed SecretRef re-reads the store's external inputs (credentials, file store document).
+    let spec_changed = old_status.observed_generation != generation;
+    let store = match ctx.stores.resolve(&sref, spec_changed).await {
         Ok(s) => s,
         Err(e) => {
             let e = Error::Store(e);
@@ -160,22 +194,42 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
     let tname = target_name(&sref);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = secrets.get_opt(&tname).await.map_err(kube_err)?;
-    let creation = sref.spec.target.as_ref().and_then(|t| t.creation_policy).unwrap_or_default();
-    let drift_policy = sref.spec.target.as_ref().and_then(|t| t.drift_policy).unwrap_or_default();
+    let creation = sref
+        .spec
+        .target
+        .as_ref()
+        .and_then(|t| t.creation_policy)
+        .unwrap_or_default();
+    let drift_policy = sref
+        .spec
+        .target
+        .as_ref()
+        .and_then(|t| t.drift_policy)
+        .unwrap_or_default();
 
     // Nothing to do before the object's refresh slot if the Secret provably holds what we last synced
     // for this generation: no provider call and no write (cold starts cost no provider storm).
-    let due = ctx.with_state(&key, |s| s.next_refresh.is_some_and(|t| tokio::time::Instant::now() >= t));
+    let due = ctx.with_state(&key, |s| {
+        s.next_refresh
+            .is_some_and(|t| tokio::time::Instant::now() >= t)
+            || s.store_id.as_ref().is_some_and(|id| *id != store.handle.id)
+    });
     let in_sync = old_status.observed_generation == generation
         && cond::ready(Some(&old_status)).is_some_and(|(ok, _)| ok)
         && old_status.target_name.as_deref() == Some(tname.as_str())
-        && existing.as_ref().is_some_and(|s| secret_matches_status(s, &old_status, &sref.name_any(), creation, &ctx));
+        && existing.as_ref().is_some_and(|s| {
+            secret_matches_status(s, &old_status, &sref.name_any(), creation, &ctx)
+        });
     if in_sync && !due {
         return Ok(schedule_next(&ctx, &sref, &key, interval));
     }
 
     // Fetch everything the SecretRef needs; any failure leaves the Secret untouched.
-    let max_age = if due { interval / 2 } else { Duration::from_secs(5) };
+    let max_age = if due {
+        interval / 2
+    } else {
+        Duration::from_secs(5)
+    };
     let answers = match fetch_all(&ctx, &sref, &store, max_age).await {
         Ok(a) => a,
         Err(e) => {
@@ -192,7 +246,15 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         }
     };
 
-    let decision = target::decide(existing.as_ref(), &desired, &name, creation, drift_policy, old_status.data_hmac.as_deref(), &ctx.hmac);
+    let decision = target::decide(
+        existing.as_ref(),
+        &desired,
+        &name,
+        creation,
+        drift_policy,
+        old_status.data_hmac.as_deref(),
+        &ctx.hmac,
+    );
     let now = Utc::now();
     let mut st = old_status.clone();
     st.observed_generation = generation;
@@ -200,14 +262,21 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
     st.not_found = None;
     match &decision {
         Decision::Refused { reason, message } => {
-            let e = Error::Build(BuildError { reason, field: "spec.target.name".into(), message: message.clone() });
+            let e = Error::Build(BuildError {
+                reason,
+                field: "spec.target.name".into(),
+                message: message.clone(),
+            });
             fail(&ctx, &sref, &old_status, &e).await?;
             return Err(e);
         }
         Decision::Create | Decision::Update { .. } => {
             let obj = target::apply_object(&desired, &ns, &name, creation);
             let pp = PatchParams::apply(&target::field_manager(creation, &name)).force();
-            secrets.patch(&tname, &pp, &Patch::Apply(&obj)).await.map_err(kube_err)?;
+            secrets
+                .patch(&tname, &pp, &Patch::Apply(&obj))
+                .await
+                .map_err(kube_err)?;
             ctx.metrics.secret_written();
         }
         Decision::NoChange | Decision::DriftKept { .. } => {}
@@ -226,32 +295,84 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
     st.expires_at = desired.expires_at.map(api::time);
     match &decision {
         Decision::DriftKept { policy } if *policy == api::DriftPolicy::Alert => {
-            cond::set_condition(&mut st.conditions, cond::DRIFTED, true, "Drifted", &format!("Secret {tname:?} was edited outside secretsync; driftPolicy Alert keeps the edit"), generation, now);
+            cond::set_condition(
+                &mut st.conditions,
+                cond::DRIFTED,
+                true,
+                "Drifted",
+                &format!(
+                    "Secret {tname:?} was edited outside secretsync; driftPolicy Alert keeps the edit"
+                ),
+                generation,
+                now,
+            );
         }
         _ => cond::clear_condition(&mut st.conditions, cond::DRIFTED),
     }
-    cond::set_condition(&mut st.conditions, cond::READY, true, "Synced", &format!("Secret {tname:?} holds {} key(s) from {} {:?}", desired.data.len(), kind_name(store.kind), store.name), generation, now);
+    cond::set_condition(
+        &mut st.conditions,
+        cond::READY,
+        true,
+        "Synced",
+        &format!(
+            "Secret {tname:?} holds {} key(s) from {} {:?}",
+            desired.data.len(),
+            kind_name(store.kind),
+            store.name
+        ),
+        generation,
+        now,
+    );
 
     // Events: only on real changes.
     match &decision {
         Decision::Create | Decision::Update { .. } if first_sync => {
-            publish(&ctx, &sref, EventType::Normal, "Synced", "Sync", format!("Secret {tname:?} synced with {} key(s)", desired.data.len())).await;
+            publish(
+                &ctx,
+                &sref,
+                EventType::Normal,
+                "Synced",
+                "Sync",
+                format!("Secret {tname:?} synced with {} key(s)", desired.data.len()),
+            )
+            .await;
         }
         Decision::Update { rotation: true, .. } | Decision::NoChange if changed && !first_sync => {
             ctx.metrics.rotated();
-            publish(&ctx, &sref, EventType::Normal, "Rotated", "Rotate", rotation_note(&tname, &old_status, &desired)).await;
+            publish(
+                &ctx,
+                &sref,
+                EventType::Normal,
+                "Rotated",
+                "Rotate",
+                rotation_note(&tname, &old_status, &desired),
+            )
+            .await;
             info!(secret = %tname, "data rotated");
         }
         Decision::Update { drift: true, .. } => {
-            publish(&ctx, &sref, EventType::Normal, "DriftReverted", "Revert", format!("Secret {tname:?} was edited outside secretsync; restored the synced data")).await;
+            publish(
+                &ctx,
+                &sref,
+                EventType::Normal,
+                "DriftReverted",
+                "Revert",
+                format!("Secret {tname:?} was edited outside secretsync; restored the synced data"),
+            )
+            .await;
         }
-        Decision::DriftKept { policy: api::DriftPolicy::Alert } if cond::condition(&old_status.conditions, cond::DRIFTED).is_none() => {
+        Decision::DriftKept {
+            policy: api::DriftPolicy::Alert,
+        } if cond::condition(&old_status.conditions, cond::DRIFTED).is_none() => {
             publish(&ctx, &sref, EventType::Warning, "Drifted", "Detect", format!("Secret {tname:?} was edited outside secretsync; driftPolicy Alert keeps the edit")).await;
         }
         _ => {}
     }
     write_status(&ctx, &sref, &old_status, st).await?;
-    ctx.with_state(&key, |s| s.failures = 0);
+    ctx.with_state(&key, |s| {
+        s.failures = 0;
+        s.store_id = Some(store.handle.id.clone());
+    });
     Ok(schedule_next(&ctx, &sref, &key, interval))
 }
 
@@ -263,7 +384,11 @@ fn kind_name(k: api::StoreKind) -> &'static str {
 }
 
 fn rotation_note(tname: &str, old: &SecretRefStatus, desired: &DesiredSecret) -> String {
-    let old_h: HashMap<&str, &str> = old.synced_keys.iter().map(|k| (k.secret_key.as_str(), k.hmac.as_str())).collect();
+    let old_h: HashMap<&str, &str> = old
+        .synced_keys
+        .iter()
+        .map(|k| (k.secret_key.as_str(), k.hmac.as_str()))
+        .collect();
     let changed: Vec<String> = desired
         .synced_keys
         .iter()
@@ -273,8 +398,20 @@ fn rotation_note(tname: &str, old: &SecretRefStatus, desired: &DesiredSecret) ->
             None => k.secret_key.clone(),
         })
         .collect();
-    let removed: Vec<&str> = old.synced_keys.iter().map(|k| k.secret_key.as_str()).filter(|k| !desired.data.contains_key(*k)).collect();
-    let mut note = format!("Secret {tname:?} rotated: {}", if changed.is_empty() { "-".into() } else { changed.join(", ") });
+    let removed: Vec<&str> = old
+        .synced_keys
+        .iter()
+        .map(|k| k.secret_key.as_str())
+        .filter(|k| !desired.data.contains_key(*k))
+        .collect();
+    let mut note = format!(
+        "Secret {tname:?} rotated: {}",
+        if changed.is_empty() {
+            "-".into()
+        } else {
+            changed.join(", ")
+        }
+    );
     if !removed.is_empty() {
         note.push_str(&format!("; removed keys: {}", removed.join(", ")));
     }
@@ -282,18 +419,36 @@ fn rotation_note(tname: &str, old: &SecretRefStatus, desired: &DesiredSecret) ->
 }
 
 /// Whether the Secret holds exactly the data recorded in status (no provider call needed).
-fn secret_matches_status(secret: &Secret, st: &SecretRefStatus, sref_name: &str, creation: CreationPolicy, ctx: &Context) -> bool {
-    let Some(want) = st.data_hmac.as_deref() else { return false };
+fn secret_matches_status(
+    secret: &Secret,
+    st: &SecretRefStatus,
+    sref_name: &str,
+    creation: CreationPolicy,
+    ctx: &Context,
+) -> bool {
+    let Some(want) = st.data_hmac.as_deref() else {
+        return false;
+    };
     if creation != CreationPolicy::Merge && !target::is_owned_by(secret, sref_name) {
         return false;
     }
-    let Some(data) = secret.data.as_ref() else { return false };
+    let Some(data) = secret.data.as_ref() else {
+        return false;
+    };
     let mut per_key = Vec::with_capacity(st.synced_keys.len());
     for k in &st.synced_keys {
-        let Some(v) = data.get(&k.secret_key) else { return false };
-        per_key.push((k.secret_key.clone(), ctx.hmac.key_hmac(&k.secret_key, &crate::value::SecretBytes::new(v.0.clone()))));
+        let Some(v) = data.get(&k.secret_key) else {
+            return false;
+        };
+        per_key.push((
+            k.secret_key.clone(),
+            ctx.hmac
+                .key_hmac(&k.secret_key, &crate::value::SecretBytes::new(v.0.clone())),
+        ));
     }
-    ctx.hmac.data_hmac_from_keys(per_key.iter().map(|(k, h)| (k.as_str(), h.as_str()))) == want
+    ctx.hmac
+        .data_hmac_from_keys(per_key.iter().map(|(k, h)| (k.as_str(), h.as_str())))
+        == want
 }
 
 fn schedule_next(ctx: &Context, sref: &SecretRef, key: &str, interval: Duration) -> Action {
@@ -303,20 +458,35 @@ fn schedule_next(ctx: &Context, sref: &SecretRef, key: &str, interval: Duration)
     }
     let now_ms = Utc::now().timestamp_millis().max(0) as u64;
     let wait = schedule::until_next_refresh(now_ms, &sref.uid().unwrap_or_default(), interval);
-    ctx.with_state(key, |s| s.next_refresh = Some(tokio::time::Instant::now() + wait - Duration::from_millis(50).min(wait)));
+    ctx.with_state(key, |s| {
+        s.next_refresh =
+            Some(tokio::time::Instant::now() + wait - Duration::from_millis(50).min(wait))
+    });
     Action::requeue(wait)
 }
 
-async fn fetch_all(ctx: &Context, sref: &SecretRef, store: &Resolved, max_age: Duration) -> Result<Answers, Error> {
+async fn fetch_all(
+    ctx: &Context,
+    sref: &SecretRef,
+    store: &Resolved,
+    max_age: Duration,
+) -> Result<Answers, Error> {
     let ns = sref.namespace().unwrap_or_default();
     let plan = desired::plan(&sref.spec);
-    let perr = |source: ProviderError| Error::Provider { store: store.name.clone(), source };
+    let perr = |source: ProviderError| Error::Provider {
+        store: store.name.clone(),
+        source,
+    };
     let mut answers = Answers::default();
     let mut reads = plan.reads.clone();
     for (i, q) in &plan.finds {
         if let Some(p) = &q.path {
             store.check_key(&ns, p)?;
-        } else if store.admitting.as_ref().is_some_and(|c| c.iter().any(|c| !c.allowed_key_prefixes.is_empty())) {
+        } else if store
+            .admitting
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|c| !c.allowed_key_prefixes.is_empty()))
+        {
             store.check_key(&ns, "")?;
         }
         let keys = ctx.fetcher.find(&store.handle, q).await.map_err(perr)?;
@@ -335,14 +505,22 @@ async fn fetch_all(ctx: &Context, sref: &SecretRef, store: &Resolved, max_age: D
     let results = ctx.fetcher.get_many(&store.handle, &reads, max_age).await;
     let mut first_err: Option<ProviderError> = None;
     for (r, res) in reads.into_iter().zip(results) {
-        ctx.metrics.provider_read(store.handle.provider.kind().as_str(), res.as_ref().map(|_| "success").unwrap_or_else(|e| e.reason()));
+        ctx.metrics.provider_read(
+            store.handle.provider.kind().as_str(),
+            res.as_ref()
+                .map(|_| "success")
+                .unwrap_or_else(|e| e.reason()),
+        );
         match res {
             Ok(v) => {
                 answers.values.insert(r, v);
             }
             // Keep the most telling error: anything beats not-found (deletion needs all-not-found).
             Err(e) => {
-                if first_err.as_ref().is_none_or(|f| matches!(f, ProviderError::NotFound { .. })) {
+                if first_err
+                    .as_ref()
+                    .is_none_or(|f| matches!(f, ProviderError::NotFound { .. }))
+                {
                     first_err = Some(e);
                 }
             }
@@ -356,28 +534,75 @@ async fn fetch_all(ctx: &Context, sref: &SecretRef, store: &Resolved, max_age: D
 
 /// A provider failure: keep the Secret, record the failure; for `deletionPolicy: Delete` count
 /// authoritative not-founds and delete only after three in a row spanning at least ten minutes.
-async fn handle_fetch_failure(ctx: &Context, sref: &SecretRef, old: &SecretRefStatus, existing: Option<&Secret>, e: &Error) -> Result<(), Error> {
-    let delete_policy = sref.spec.target.as_ref().and_then(|t| t.deletion_policy).unwrap_or_default() == DeletionPolicy::Delete;
-    let not_found = matches!(e, Error::Provider { source: ProviderError::NotFound { .. }, .. });
+async fn handle_fetch_failure(
+    ctx: &Context,
+    sref: &SecretRef,
+    old: &SecretRefStatus,
+    existing: Option<&Secret>,
+    e: &Error,
+) -> Result<(), Error> {
+    let delete_policy = sref
+        .spec
+        .target
+        .as_ref()
+        .and_then(|t| t.deletion_policy)
+        .unwrap_or_default()
+        == DeletionPolicy::Delete;
+    let not_found = matches!(
+        e,
+        Error::Provider {
+            source: ProviderError::NotFound { .. },
+            ..
+        }
+    );
     if !(delete_policy && not_found) {
         return fail(ctx, sref, old, e).await;
     }
     let now = Utc::now();
     let rec = match &old.not_found {
-        Some(r) => NotFoundRecord { count: r.count.saturating_add(1), since: r.since.clone() },
-        None => NotFoundRecord { count: 1, since: api::time(now) },
+        Some(r) => NotFoundRecord {
+            count: r.count.saturating_add(1),
+            since: r.since.clone(),
+        },
+        None => NotFoundRecord {
+            count: 1,
+            since: api::time(now),
+        },
     };
-    if should_delete(&rec, now) && let Some(secret) = existing && target::is_owned_by(secret, &sref.name_any()) {
+    if should_delete(&rec, now)
+        && let Some(secret) = existing
+        && target::is_owned_by(secret, &sref.name_any())
+    {
         let tname = secret.name_any();
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &sref.namespace().unwrap_or_default());
-        secrets.delete(&tname, &Default::default()).await.map_err(kube_err)?;
+        let secrets: Api<Secret> =
+            Api::namespaced(ctx.client.clone(), &sref.namespace().unwrap_or_default());
+        secrets
+            .delete(&tname, &Default::default())
+            .await
+            .map_err(kube_err)?;
         publish(ctx, sref, EventType::Warning, "SecretDeleted", "Delete", format!("remote data is gone (not found {} times since {}); deleted Secret {tname:?} per deletionPolicy Delete", rec.count, api::from_time(&rec.since).to_rfc3339())).await;
     }
     let mut st = old.clone();
     st.not_found = Some(rec);
-    cond::set_condition(&mut st.conditions, cond::READY, false, e.reason(), &e.to_string(), sref.metadata.generation, now);
+    cond::set_condition(
+        &mut st.conditions,
+        cond::READY,
+        false,
+        e.reason(),
+        &e.to_string(),
+        sref.metadata.generation,
+        now,
+    );
     if cond::ready(Some(old)).map(|(_, r)| r) != Some(e.reason().to_string()) {
-        publish(ctx, sref, EventType::Warning, "SyncFailed", "Sync", e.to_string()).await;
+        publish(
+            ctx,
+            sref,
+            EventType::Warning,
+            "SyncFailed",
+            "Sync",
+            e.to_string(),
+        )
+        .await;
     }
     write_status(ctx, sref, old, st).await
 }
@@ -388,19 +613,41 @@ pub fn should_delete(rec: &NotFoundRecord, now: chrono::DateTime<Utc>) -> bool {
 }
 
 /// Records a failure: `Ready=False` with the error's reason; a Warning event when the reason changes.
-async fn fail(ctx: &Context, sref: &SecretRef, old: &SecretRefStatus, e: &Error) -> Result<(), Error> {
+async fn fail(
+    ctx: &Context,
+    sref: &SecretRef,
+    old: &SecretRefStatus,
+    e: &Error,
+) -> Result<(), Error> {
     let mut st = old.clone();
-    if !matches!(e, Error::Provider { source: ProviderError::NotFound { .. }, .. }) {
+    if !matches!(
+        e,
+        Error::Provider {
+            source: ProviderError::NotFound { .. },
+            ..
+        }
+    ) {
         st.not_found = None;
     }
-    cond::set_condition(&mut st.conditions, cond::READY, false, e.reason(), &e.to_string(), sref.metadata.generation, Utc::now());
+    cond::set_condition(
+        &mut st.conditions,
+        cond::READY,
+        false,
+        e.reason(),
+        &e.to_string(),
+        sref.metadata.generation,
+        Utc::now(),
+    );
     if matches!(e, Error::Build(_) | Error::Store(_)) {
         st.observed_generation = sref.metadata.generation;
     }
     let old_reason = cond::ready(Some(old)).map(|(_, r)| r);
     if old_reason.as_deref() != Some(e.reason()) {
         let reason = match e {
-            Error::Provider { source: ProviderError::AccessDenied { .. }, .. } => "AccessDenied",
+            Error::Provider {
+                source: ProviderError::AccessDenied { .. },
+                ..
+            } => "AccessDenied",
             Error::Store(s) if s.is_denial() => "AccessDenied",
             Error::Build(b) if b.reason == "TargetConflict" => "TargetConflict",
             _ => "SyncFailed",
@@ -412,13 +659,25 @@ async fn fail(ctx: &Context, sref: &SecretRef, old: &SecretRefStatus, e: &Error)
 }
 
 /// Writes status only if it differs from what is stored (no timestamp-only writes).
-async fn write_status(ctx: &Context, sref: &SecretRef, old: &SecretRefStatus, new: SecretRefStatus) -> Result<(), Error> {
+async fn write_status(
+    ctx: &Context,
+    sref: &SecretRef,
+    old: &SecretRefStatus,
+    new: SecretRefStatus,
+) -> Result<(), Error> {
     if &new == old {
         return Ok(());
     }
-    let api: Api<SecretRef> = Api::namespaced(ctx.client.clone(), &sref.namespace().unwrap_or_default());
+    let api: Api<SecretRef> =
+        Api::namespaced(ctx.client.clone(), &sref.namespace().unwrap_or_default());
     let patch = json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretRef", "status": new});
-    api.patch_status(&sref.name_any(), &PatchParams::apply(api::FIELD_MANAGER).force(), &Patch::Apply(&patch)).await.map_err(kube_err)?;
+    api.patch_status(
+        &sref.name_any(),
+        &PatchParams::apply(api::FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(kube_err)?;
     ctx.metrics.status_written();
     if let Some(rv) = sref.resource_version() {
         ctx.with_state(&ctx.key_of(sref), |s| s.written = Some((rv, new)));
@@ -426,8 +685,21 @@ async fn write_status(ctx: &Context, sref: &SecretRef, old: &SecretRefStatus, ne
     Ok(())
 }
 
-async fn publish(ctx: &Context, sref: &SecretRef, type_: EventType, reason: &str, action: &str, note: String) {
-    let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+async fn publish(
+    ctx: &Context,
+    sref: &SecretRef,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
     if let Err(e) = ctx.recorder.publish(&ev, &sref.object_ref(&())).await {
         debug!(error = %kube_error_summary(&e), "publishing event failed");
     }
@@ -446,7 +718,10 @@ async fn cleanup(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Erro
         if let Some(s) = secrets.get_opt(&tname).await.map_err(kube_err)?
             && target::is_owned_by(&s, &sref.name_any())
         {
-            secrets.delete(&tname, &Default::default()).await.map_err(kube_err)?;
+            secrets
+                .delete(&tname, &Default::default())
+                .await
+                .map_err(kube_err)?;
             info!(secret = %tname, "deleted Secret with its SecretRef (deletionPolicy Delete)");
         }
     }
@@ -460,7 +735,10 @@ mod tests {
     #[test]
     fn deletion_needs_three_not_founds_over_ten_minutes() {
         let t0 = Utc::now();
-        let rec = |count, mins_ago: i64| NotFoundRecord { count, since: api::time(t0 - chrono::Duration::minutes(mins_ago)) };
+        let rec = |count, mins_ago: i64| NotFoundRecord {
+            count,
+            since: api::time(t0 - chrono::Duration::minutes(mins_ago)),
+        };
         assert!(!should_delete(&rec(2, 60), t0));
         assert!(!should_delete(&rec(3, 9), t0));
         assert!(should_delete(&rec(3, 10), t0));

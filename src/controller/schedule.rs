@@ -56,7 +56,10 @@ mod tests {
         let hour = Duration::from_secs(3600);
         let a = until_next_refresh(1_000_000, "uid-a", hour);
         // Same object, 10 s later: the same slot, 10 s closer.
-        assert_eq!(until_next_refresh(1_010_000, "uid-a", hour) + Duration::from_secs(10), a);
+        assert_eq!(
+            until_next_refresh(1_010_000, "uid-a", hour) + Duration::from_secs(10),
+            a
+        );
         // 1000 objects spread over the hour: no 1-minute bucket holds more than 5%.
         let mut buckets = [0u32; 60];
         for i in 0..1000 {
@@ -73,8 +76,14 @@ mod tests {
         for f in 1..40 {
             assert!(backoff(f, "x", None) <= MAX_BACKOFF);
         }
-        assert_eq!(backoff(1, "x", Some(Duration::from_secs(60))), Duration::from_secs(60));
-        assert_eq!(backoff(1, "x", Some(Duration::from_secs(3600))), MAX_BACKOFF);
+        assert_eq!(
+            backoff(1, "x", Some(Duration::from_secs(60))),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            backoff(1, "x", Some(Duration::from_secs(3600))),
+            MAX_BACKOFF
+        );
     }
 
     proptest! {

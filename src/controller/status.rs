@@ -11,7 +11,15 @@ pub const READY: &str = "Ready";
 pub const DRIFTED: &str = "Drifted";
 
 /// Sets (or replaces) a condition, keeping `lastTransitionTime` when the status did not flip.
-pub fn set_condition(conds: &mut Vec<Condition>, type_: &str, status: bool, reason: &str, message: &str, generation: Option<i64>, now: DateTime<Utc>) {
+pub fn set_condition(
+    conds: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
     let status_s = if status { "True" } else { "False" };
     let old = conds.iter().find(|c| c.type_ == type_);
     let ltt = match old {
@@ -43,7 +51,9 @@ pub fn condition<'a>(conds: &'a [Condition], type_: &str) -> Option<&'a Conditio
 
 /// `(status, reason)` of `Ready`.
 pub fn ready(status: Option<&SecretRefStatus>) -> Option<(bool, String)> {
-    status.and_then(|s| condition(&s.conditions, READY)).map(|c| (c.status == "True", c.reason.clone()))
+    status
+        .and_then(|s| condition(&s.conditions, READY))
+        .map(|c| (c.status == "True", c.reason.clone()))
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -12,7 +12,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
 use super::tenancy;
-use crate::api::{ClusterSecretStore, ClusterStoreCondition, ProviderSpec, SecretRef, SecretStore, StoreKind, duration, validation};
+use crate::api::{
+    ClusterSecretStore, ClusterStoreCondition, ProviderSpec, SecretRef, SecretStore, StoreKind,
+    duration, validation,
+};
 use crate::providers::fetch::{StoreHandle, TokenBucket};
 use crate::providers::{Provider, ProviderError, fake::FakeProvider, file};
 
@@ -38,7 +41,9 @@ pub enum StoreError {
         namespace: String,
     },
     /// A remote key outside the store's `allowedKeyPrefixes`.
-    #[error("ClusterSecretStore {store:?} does not allow namespace {namespace:?} to read remote key {key:?}")]
+    #[error(
+        "ClusterSecretStore {store:?} does not allow namespace {namespace:?} to read remote key {key:?}"
+    )]
     KeyNotAllowed {
         /// Store name.
         store: String,
@@ -48,7 +53,9 @@ pub enum StoreError {
         key: String,
     },
     /// Inline values while the controller runs without `--allow-inline-secrets`.
-    #[error("store {store:?} uses the fake provider, which this controller refuses (start it with --allow-inline-secrets)")]
+    #[error(
+        "store {store:?} uses the fake provider, which this controller refuses (start it with --allow-inline-secrets)"
+    )]
     InlineSecretsDisabled {
         /// Store name.
         store: String,
@@ -95,7 +102,10 @@ impl StoreError {
 
     /// A tenancy denial (audited and reported as such).
     pub fn is_denial(&self) -> bool {
-        matches!(self, Self::NamespaceNotAllowed { .. } | Self::KeyNotAllowed { .. })
+        matches!(
+            self,
+            Self::NamespaceNotAllowed { .. } | Self::KeyNotAllowed { .. }
+        )
     }
 }
 
@@ -118,8 +128,14 @@ impl Resolved {
     /// Whether a remote key may be read by a SecretRef in `namespace`.
     pub fn check_key(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
         match &self.admitting {
-            Some(conds) if !tenancy::key_allowed(&conds.iter().collect::<Vec<_>>(), namespace, key) => {
-                Err(StoreError::KeyNotAllowed { store: self.name.clone(), namespace: namespace.to_string(), key: key.to_string() })
+            Some(conds)
+                if !tenancy::key_allowed(&conds.iter().collect::<Vec<_>>(), namespace, key) =>
+            {
+                Err(StoreError::KeyNotAllowed {
+                    store: self.name.clone(),
+                    namespace: namespace.to_string(),
+                    key: key.to_string(),
+                })
             }
             _ => Ok(()),
         }
@@ -149,12 +165,29 @@ impl StoreResolver {
     pub const RECHECK: Duration = Duration::from_secs(30);
 
     /// A resolver over the store reflectors.
-    pub fn new(client: Client, controller_namespace: String, allow_inline: bool, stores: Store<SecretStore>, cluster_stores: Store<ClusterSecretStore>) -> Self {
-        Self { client, controller_namespace, allow_inline, stores, cluster_stores, cache: Mutex::new(HashMap::new()) }
+    pub fn new(
+        client: Client,
+        controller_namespace: String,
+        allow_inline: bool,
+        stores: Store<SecretStore>,
+        cluster_stores: Store<ClusterSecretStore>,
+    ) -> Self {
+        Self {
+            client,
+            controller_namespace,
+            allow_inline,
+            stores,
+            cluster_stores,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Resolves the store of `sref` and checks that its namespace may use it.
-    pub async fn resolve(&self, sref: &SecretRef, bypass_cache: bool) -> Result<Resolved, StoreError> {
+    pub async fn resolve(
+        &self,
+        sref: &SecretRef,
+        bypass_cache: bool,
+    ) -> Result<Resolved, StoreError> {
         let ns = sref.namespace().unwrap_or_default();
         let name = sref.spec.store_ref.name.clone();
         match sref.spec.store_ref.kind.unwrap_or_default() {
@@ -162,25 +195,79 @@ impl StoreResolver {
                 let store = self
                     .stores
                     .get(&ObjectRef::new(&name).within(&ns))
-                    .ok_or_else(|| StoreError::NotFound { kind: "SecretStore", name: name.clone(), namespace: Some(ns.clone()) })?;
+                    .ok_or_else(|| StoreError::NotFound {
+                        kind: "SecretStore",
+                        name: name.clone(),
+                        namespace: Some(ns.clone()),
+                    })?;
                 let spec = &store.spec;
-                let handle = self.provider_for(&format!("SecretStore/{ns}/{name}"), &store.uid().unwrap_or_default(), store.resource_version(), &name, &ns, &spec.provider, spec.rate_limit.as_ref(), bypass_cache).await?;
-                Ok(Resolved { handle, kind: StoreKind::SecretStore, name, refresh_interval: parse_interval(spec.refresh_interval.as_deref()), admitting: None })
+                let handle = self
+                    .provider_for(
+                        &format!("SecretStore/{ns}/{name}"),
+                        &store.uid().unwrap_or_default(),
+                        store.resource_version(),
+                        &name,
+                        &ns,
+                        &spec.provider,
+                        spec.rate_limit.as_ref(),
+                        bypass_cache,
+                    )
+                    .await?;
+                Ok(Resolved {
+                    handle,
+                    kind: StoreKind::SecretStore,
+                    name,
+                    refresh_interval: parse_interval(spec.refresh_interval.as_deref()),
+                    admitting: None,
+                })
             }
             StoreKind::ClusterSecretStore => {
                 let store = self
                     .cluster_stores
                     .get(&ObjectRef::new(&name))
-                    .ok_or_else(|| StoreError::NotFound { kind: "ClusterSecretStore", name: name.clone(), namespace: None })?;
-                let ns_labels = self.namespace_labels(&ns).await.map_err(|message| StoreError::Unavailable { store: name.clone(), message })?;
-                let admitting: Vec<ClusterStoreCondition> = tenancy::admitting(&store.spec.conditions, &ns, &ns_labels).into_iter().cloned().collect();
+                    .ok_or_else(|| StoreError::NotFound {
+                        kind: "ClusterSecretStore",
+                        name: name.clone(),
+                        namespace: None,
+                    })?;
+                let ns_labels = self.namespace_labels(&ns).await.map_err(|message| {
+                    StoreError::Unavailable {
+                        store: name.clone(),
+                        message,
+                    }
+                })?;
+                let admitting: Vec<ClusterStoreCondition> =
+                    tenancy::admitting(&store.spec.conditions, &ns, &ns_labels)
+                        .into_iter()
+                        .cloned()
+                        .collect();
                 if admitting.is_empty() {
-                    return Err(StoreError::NamespaceNotAllowed { store: name, namespace: ns });
+                    return Err(StoreError::NamespaceNotAllowed {
+                        store: name,
+                        namespace: ns,
+                    });
                 }
                 let spec = &store.spec;
                 let cns = self.controller_namespace.clone();
-                let handle = self.provider_for(&format!("ClusterSecretStore/{name}"), &store.uid().unwrap_or_default(), store.resource_version(), &name, &cns, &spec.provider, spec.rate_limit.as_ref(), bypass_cache).await?;
-                Ok(Resolved { handle, kind: StoreKind::ClusterSecretStore, name, refresh_interval: parse_interval(spec.refresh_interval.as_deref()), admitting: Some(admitting) })
+                let handle = self
+                    .provider_for(
+                        &format!("ClusterSecretStore/{name}"),
+                        &store.uid().unwrap_or_default(),
+                        store.resource_version(),
+                        &name,
+                        &cns,
+                        &spec.provider,
+                        spec.rate_limit.as_ref(),
+                        bypass_cache,
+                    )
+                    .await?;
+                Ok(Resolved {
+                    handle,
+                    kind: StoreKind::ClusterSecretStore,
+                    name,
+                    refresh_interval: parse_interval(spec.refresh_interval.as_deref()),
+                    admitting: Some(admitting),
+                })
             }
         }
     }
@@ -190,7 +277,10 @@ impl StoreResolver {
         match api.get_metadata_opt(ns).await {
             Ok(Some(n)) => Ok(n.metadata.labels.unwrap_or_default()),
             Ok(None) => Ok(BTreeMap::new()),
-            Err(e) => Err(format!("reading namespace {ns:?}: {}", kube_error_summary(&e))),
+            Err(e) => Err(format!(
+                "reading namespace {ns:?}: {}",
+                kube_error_summary(&e)
+            )),
         }
     }
 
@@ -206,7 +296,10 @@ impl StoreResolver {
         rate: Option<&crate::api::RateLimit>,
         bypass_cache: bool,
     ) -> Result<StoreHandle, StoreError> {
-        let invalid = |message: String| StoreError::InvalidConfig { store: store_name.to_string(), message };
+        let invalid = |message: String| StoreError::InvalidConfig {
+            store: store_name.to_string(),
+            message,
+        };
         if let Some(first) = validation::validate_provider(spec, None).into_iter().next() {
             return Err(invalid(first.to_string()));
         }
@@ -220,15 +313,35 @@ impl StoreResolver {
                 return Ok(c.handle.clone());
             }
         }
-        let (provider, extra_fp): (Arc<dyn Provider>, String) = if let Some(fake) = &spec.fake {
-            if !self.allow_inline {
-                return Err(StoreError::InlineSecretsDisabled { store: store_name.to_string() });
+        let built: Result<(Arc<dyn Provider>, String), StoreError> = if let Some(fake) = &spec.fake
+        {
+            if self.allow_inline {
+                Ok((Arc::new(FakeProvider::new(fake.clone())), String::new()))
+            } else {
+                Err(StoreError::InlineSecretsDisabled {
+                    store: store_name.to_string(),
+                })
             }
-            (Arc::new(FakeProvider::new(fake.clone())), String::new())
         } else if let Some(f) = &spec.file {
-            self.file_provider(store_name, cred_ns, f).await?
+            self.file_provider(store_name, cred_ns, f).await
         } else {
-            return Err(StoreError::ProviderUnsupported { store: store_name.to_string(), provider: spec.kind_name() });
+            Err(StoreError::ProviderUnsupported {
+                store: store_name.to_string(),
+                provider: spec.kind_name(),
+            })
+        };
+        // A store whose inputs went bad must not keep serving from the provider built before.
+        let (provider, extra_fp) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                if !matches!(e, StoreError::Unavailable { .. }) {
+                    self.cache
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(cache_key);
+                }
+                return Err(e);
+            }
         };
         let fingerprint = format!("{store_fp}/{extra_fp}");
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -242,38 +355,105 @@ impl StoreResolver {
             Some(r) => TokenBucket::new(r.qps, r.burst),
             None => TokenBucket::unlimited(),
         });
-        let handle = StoreHandle { id: Arc::from(format!("{cache_key}#{fingerprint}")), provider, limiter };
-        cache.insert(cache_key.to_string(), CachedProvider { fingerprint, checked: Instant::now(), handle: handle.clone() });
+        let handle = StoreHandle {
+            id: Arc::from(format!("{cache_key}#{fingerprint}")),
+            provider,
+            limiter,
+        };
+        cache.insert(
+            cache_key.to_string(),
+            CachedProvider {
+                fingerprint,
+                checked: Instant::now(),
+                handle: handle.clone(),
+            },
+        );
         Ok(handle)
     }
 
-    async fn file_provider(&self, store: &str, ns: &str, f: &crate::api::FileProvider) -> Result<(Arc<dyn Provider>, String), StoreError> {
-        let invalid = |message: String| StoreError::InvalidConfig { store: store.to_string(), message };
-        let unavailable = |message: String| StoreError::Unavailable { store: store.to_string(), message };
-        let key_ref = f.master_key_secret_ref.as_ref().ok_or_else(|| invalid("file.masterKeySecretRef is required in the cluster".into()))?;
+    async fn file_provider(
+        &self,
+        store: &str,
+        ns: &str,
+        f: &crate::api::FileProvider,
+    ) -> Result<(Arc<dyn Provider>, String), StoreError> {
+        let invalid = |message: String| StoreError::InvalidConfig {
+            store: store.to_string(),
+            message,
+        };
+        let unavailable = |message: String| StoreError::Unavailable {
+            store: store.to_string(),
+            message,
+        };
+        let key_ref = f
+            .master_key_secret_ref
+            .as_ref()
+            .ok_or_else(|| invalid("file.masterKeySecretRef is required in the cluster".into()))?;
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         let key_secret = match secrets.get_opt(&key_ref.name).await {
             Ok(Some(s)) => s,
-            Ok(None) => return Err(invalid(format!("master key Secret {:?} not found in namespace {ns:?}", key_ref.name))),
-            Err(e) => return Err(unavailable(format!("reading master key Secret {:?}: {}", key_ref.name, kube_error_summary(&e)))),
+            Ok(None) => {
+                return Err(invalid(format!(
+                    "master key Secret {:?} not found in namespace {ns:?}",
+                    key_ref.name
+                )));
+            }
+            Err(e) => {
+                return Err(unavailable(format!(
+                    "reading master key Secret {:?}: {}",
+                    key_ref.name,
+                    kube_error_summary(&e)
+                )));
+            }
         };
-        let key_data: BTreeMap<String, Vec<u8>> = key_secret.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-        let keyring = file::Keyring::from_secret_data(&key_data).map_err(|e| invalid(format!("master key Secret {:?}: {e}", key_ref.name)))?;
+        let key_data: BTreeMap<String, Vec<u8>> = key_secret
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        let keyring = file::Keyring::from_secret_data(&key_data)
+            .map_err(|e| invalid(format!("master key Secret {:?}: {e}", key_ref.name)))?;
         let (doc, doc_fp) = if let Some(cm_ref) = &f.config_map_ref {
             let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
             let cm = match cms.get_opt(&cm_ref.name).await {
                 Ok(Some(c)) => c,
-                Ok(None) => return Err(invalid(format!("ConfigMap {:?} not found in namespace {ns:?}", cm_ref.name))),
-                Err(e) => return Err(unavailable(format!("reading ConfigMap {:?}: {}", cm_ref.name, kube_error_summary(&e)))),
+                Ok(None) => {
+                    return Err(invalid(format!(
+                        "ConfigMap {:?} not found in namespace {ns:?}",
+                        cm_ref.name
+                    )));
+                }
+                Err(e) => {
+                    return Err(unavailable(format!(
+                        "reading ConfigMap {:?}: {}",
+                        cm_ref.name,
+                        kube_error_summary(&e)
+                    )));
+                }
             };
             let doc = cm
                 .data
                 .as_ref()
                 .and_then(|d| d.get(&cm_ref.key))
                 .map(|s| s.as_bytes().to_vec())
-                .or_else(|| cm.binary_data.as_ref().and_then(|d| d.get(&cm_ref.key)).map(|b| b.0.clone()))
-                .ok_or_else(|| invalid(format!("ConfigMap {:?} has no key {:?}", cm_ref.name, cm_ref.key)))?;
-            (doc, format!("cm@{}", cm.resource_version().unwrap_or_default()))
+                .or_else(|| {
+                    cm.binary_data
+                        .as_ref()
+                        .and_then(|d| d.get(&cm_ref.key))
+                        .map(|b| b.0.clone())
+                })
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "ConfigMap {:?} has no key {:?}",
+                        cm_ref.name, cm_ref.key
+                    ))
+                })?;
+            (
+                doc,
+                format!("cm@{}", cm.resource_version().unwrap_or_default()),
+            )
         } else if let Some(path) = &f.path {
             let doc = std::fs::read(path).map_err(|e| invalid(format!("reading {path}: {e}")))?;
             let digest = {
@@ -284,8 +464,12 @@ impl StoreResolver {
         } else {
             return Err(invalid("file needs configMapRef or path".into()));
         };
-        let fp = format!("{doc_fp}/key@{}", key_secret.resource_version().unwrap_or_default());
-        let provider = file::FileProvider::from_bytes(&doc, keyring).map_err(|e: ProviderError| invalid(e.to_string()))?;
+        let fp = format!(
+            "{doc_fp}/key@{}",
+            key_secret.resource_version().unwrap_or_default()
+        );
+        let provider = file::FileProvider::from_bytes(&doc, keyring)
+            .map_err(|e: ProviderError| invalid(e.to_string()))?;
         Ok((Arc::new(provider), fp))
     }
 }

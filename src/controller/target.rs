@@ -43,8 +43,14 @@ pub enum Decision {
 /// Whether `secret` is owned by the SecretRef `sref_name` (ownership labels).
 pub fn is_owned_by(secret: &Secret, sref_name: &str) -> bool {
     let labels = secret.metadata.labels.as_ref();
-    labels.and_then(|l| l.get(api::MANAGED_BY_LABEL)).map(String::as_str) == Some(api::MANAGED_BY_VALUE)
-        && labels.and_then(|l| l.get(api::SECRETREF_LABEL)).map(String::as_str) == Some(sref_name)
+    labels
+        .and_then(|l| l.get(api::MANAGED_BY_LABEL))
+        .map(String::as_str)
+        == Some(api::MANAGED_BY_VALUE)
+        && labels
+            .and_then(|l| l.get(api::SECRETREF_LABEL))
+            .map(String::as_str)
+            == Some(sref_name)
 }
 
 /// The keyed HMAC of the values `secret` holds for the keys we want to write (missing keys make it differ).
@@ -73,18 +79,32 @@ pub fn decide(
     };
     let name = &desired.name;
     if creation != CreationPolicy::Merge && !is_owned_by(secret, sref_name) {
-        let owner = secret.metadata.labels.as_ref().and_then(|l| l.get(api::SECRETREF_LABEL));
+        let owner = secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(api::SECRETREF_LABEL));
         let message = match owner {
-            Some(other) => format!("Secret {name:?} belongs to SecretRef {other:?}; refusing to overwrite it"),
-            None => format!("Secret {name:?} exists and is not managed by secretsync; refusing to overwrite it (use creationPolicy: Merge to add keys to it)"),
+            Some(other) => {
+                format!("Secret {name:?} belongs to SecretRef {other:?}; refusing to overwrite it")
+            }
+            None => format!(
+                "Secret {name:?} exists and is not managed by secretsync; refusing to overwrite it (use creationPolicy: Merge to add keys to it)"
+            ),
         };
-        return Decision::Refused { reason: "TargetConflict", message };
+        return Decision::Refused {
+            reason: "TargetConflict",
+            message,
+        };
     }
     let existing_type = secret.type_.as_deref().unwrap_or("Opaque");
     if existing_type != desired.type_ {
         return Decision::Refused {
             reason: "TargetTypeMismatch",
-            message: format!("Secret {name:?} has type {existing_type:?} but {:?} is wanted; Kubernetes cannot change a Secret's type, delete it to let secretsync recreate it", desired.type_),
+            message: format!(
+                "Secret {name:?} has type {existing_type:?} but {:?} is wanted; Kubernetes cannot change a Secret's type, delete it to let secretsync recreate it",
+                desired.type_
+            ),
         };
     }
     let actual = actual_hmac(secret, desired, key);
@@ -92,19 +112,35 @@ pub fn decide(
     if secret.immutable == Some(true) && !data_matches {
         return Decision::Refused {
             reason: "TargetImmutable",
-            message: format!("Secret {name:?} is immutable and holds other data; change target.name to roll out new data"),
+            message: format!(
+                "Secret {name:?} is immutable and holds other data; change target.name to roll out new data"
+            ),
         };
     }
-    let metadata_matches = creation == CreationPolicy::Merge || metadata_up_to_date(secret, desired, sref_name);
+    let metadata_matches =
+        creation == CreationPolicy::Merge || metadata_up_to_date(secret, desired, sref_name);
     if data_matches {
-        return if metadata_matches { Decision::NoChange } else { Decision::Update { rotation: false, drift: false } };
+        return if metadata_matches {
+            Decision::NoChange
+        } else {
+            Decision::Update {
+                rotation: false,
+                drift: false,
+            }
+        };
     }
     let source_changed = last_synced != Some(desired.data_hmac.as_str());
     if source_changed {
-        return Decision::Update { rotation: last_synced.is_some(), drift: false };
+        return Decision::Update {
+            rotation: last_synced.is_some(),
+            drift: false,
+        };
     }
     match drift_policy {
-        DriftPolicy::Revert => Decision::Update { rotation: false, drift: true },
+        DriftPolicy::Revert => Decision::Update {
+            rotation: false,
+            drift: true,
+        },
         policy => Decision::DriftKept { policy },
     }
 }
@@ -115,7 +151,10 @@ fn metadata_up_to_date(secret: &Secret, desired: &DesiredSecret, sref_name: &str
     is_owned_by(secret, sref_name)
         && annotations.get(api::DATA_HMAC_ANNOTATION) == Some(&desired.data_hmac)
         && desired.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
-        && desired.annotations.iter().all(|(k, v)| annotations.get(k) == Some(v))
+        && desired
+            .annotations
+            .iter()
+            .all(|(k, v)| annotations.get(k) == Some(v))
         && secret.immutable.unwrap_or(false) == desired.immutable
 }
 
@@ -133,7 +172,12 @@ pub fn field_manager(creation: CreationPolicy, sref_name: &str) -> String {
 }
 
 /// The object applied with server-side apply: only the fields secretsync owns.
-pub fn apply_object(desired: &DesiredSecret, namespace: &str, sref_name: &str, creation: CreationPolicy) -> Secret {
+pub fn apply_object(
+    desired: &DesiredSecret,
+    namespace: &str,
+    sref_name: &str,
+    creation: CreationPolicy,
+) -> Secret {
     let mut labels: BTreeMap<String, String> = desired.labels.clone();
     let mut annotations: BTreeMap<String, String> = desired.annotations.clone();
     labels.insert(api::MANAGED_BY_LABEL.into(), api::MANAGED_BY_VALUE.into());
@@ -146,12 +190,26 @@ pub fn apply_object(desired: &DesiredSecret, namespace: &str, sref_name: &str, c
             name: Some(desired.name.clone()),
             namespace: Some(namespace.to_string()),
             labels: Some(labels),
-            annotations: if annotations.is_empty() { None } else { Some(annotations) },
+            annotations: if annotations.is_empty() {
+                None
+            } else {
+                Some(annotations)
+            },
             ..Default::default()
         },
-        type_: if creation == CreationPolicy::Merge { None } else { Some(desired.type_.clone()) },
+        type_: if creation == CreationPolicy::Merge {
+            None
+        } else {
+            Some(desired.type_.clone())
+        },
         immutable: if desired.immutable { Some(true) } else { None },
-        data: Some(desired.data.iter().map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec()))).collect()),
+        data: Some(
+            desired
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec())))
+                .collect(),
+        ),
         ..Default::default()
     }
 }
@@ -173,7 +231,11 @@ mod tests {
             name: "t".into(),
             type_: "Opaque".into(),
             data_hmac: k.data_hmac_from_keys([("pw", hm.as_str())]),
-            synced_keys: vec![SyncedKey { secret_key: "pw".into(), hmac: hm, ..Default::default() }],
+            synced_keys: vec![SyncedKey {
+                secret_key: "pw".into(),
+                hmac: hm,
+                ..Default::default()
+            }],
             data,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
@@ -189,9 +251,31 @@ mod tests {
     #[test]
     fn creates_when_absent_and_noops_when_equal() {
         let d = desired("a");
-        assert_eq!(decide(None, &d, "s", CreationPolicy::Owner, DriftPolicy::Revert, None, &key()), Decision::Create);
+        assert_eq!(
+            decide(
+                None,
+                &d,
+                "s",
+                CreationPolicy::Owner,
+                DriftPolicy::Revert,
+                None,
+                &key()
+            ),
+            Decision::Create
+        );
         let s = secret_from(&d, "s");
-        assert_eq!(decide(Some(&s), &d, "s", CreationPolicy::Owner, DriftPolicy::Revert, Some(&d.data_hmac), &key()), Decision::NoChange);
+        assert_eq!(
+            decide(
+                Some(&s),
+                &d,
+                "s",
+                CreationPolicy::Owner,
+                DriftPolicy::Revert,
+                Some(&d.data_hmac),
+                &key()
+            ),
+            Decision::NoChange
+        );
     }
 
     #[test]
@@ -199,11 +283,64 @@ mod tests {
         let d = desired("a");
         let mut foreign = secret_from(&d, "s");
         foreign.metadata.labels = None;
-        assert!(matches!(decide(Some(&foreign), &d, "s", CreationPolicy::Owner, DriftPolicy::Revert, None, &key()), Decision::Refused { reason: "TargetConflict", .. }));
-        assert!(matches!(decide(Some(&foreign), &d, "s", CreationPolicy::Orphan, DriftPolicy::Revert, None, &key()), Decision::Refused { reason: "TargetConflict", .. }));
+        assert!(matches!(
+            decide(
+                Some(&foreign),
+                &d,
+                "s",
+                CreationPolicy::Owner,
+                DriftPolicy::Revert,
+                None,
+                &key()
+            ),
+            Decision::Refused {
+                reason: "TargetConflict",
+                ..
+            }
+        ));
+        assert!(matches!(
+            decide(
+                Some(&foreign),
+                &d,
+                "s",
+                CreationPolicy::Orphan,
+                DriftPolicy::Revert,
+                None,
+                &key()
+            ),
+            Decision::Refused {
+                reason: "TargetConflict",
+                ..
+            }
+        ));
         let other = secret_from(&d, "other");
-        assert!(matches!(decide(Some(&other), &d, "s", CreationPolicy::Owner, DriftPolicy::Revert, None, &key()), Decision::Refused { reason: "TargetConflict", .. }));
-        assert_eq!(decide(Some(&foreign), &d, "s", CreationPolicy::Merge, DriftPolicy::Revert, None, &key()), Decision::NoChange);
+        assert!(matches!(
+            decide(
+                Some(&other),
+                &d,
+                "s",
+                CreationPolicy::Owner,
+                DriftPolicy::Revert,
+                None,
+                &key()
+            ),
+            Decision::Refused {
+                reason: "TargetConflict",
+                ..
+            }
+        ));
+        assert_eq!(
+            decide(
+                Some(&foreign),
+                &d,
+                "s",
+                CreationPolicy::Merge,
+                DriftPolicy::Revert,
+                None,
+                &key()
+            ),
+            Decision::NoChange
+        );
     }
 
     #[test]
@@ -212,14 +349,82 @@ mod tests {
         let new = desired("b");
         let s = secret_from(&old, "s");
         // The source changed: a rotation.
-        assert_eq!(decide(Some(&s), &new, "s", CreationPolicy::Owner, DriftPolicy::Alert, Some(&old.data_hmac), &key()), Decision::Update { rotation: true, drift: false });
+        assert_eq!(
+            decide(
+                Some(&s),
+                &new,
+                "s",
+                CreationPolicy::Owner,
+                DriftPolicy::Alert,
+                Some(&old.data_hmac),
+                &key()
+            ),
+            Decision::Update {
+                rotation: true,
+                drift: false
+            }
+        );
         // Someone edited the Secret; the source did not change.
         let edited = secret_from(&new, "s");
-        assert_eq!(decide(Some(&edited), &old, "s", CreationPolicy::Owner, DriftPolicy::Revert, Some(&old.data_hmac), &key()), Decision::Update { rotation: false, drift: true });
-        assert_eq!(decide(Some(&edited), &old, "s", CreationPolicy::Owner, DriftPolicy::Alert, Some(&old.data_hmac), &key()), Decision::DriftKept { policy: DriftPolicy::Alert });
-        assert_eq!(decide(Some(&edited), &old, "s", CreationPolicy::Owner, DriftPolicy::Ignore, Some(&old.data_hmac), &key()), Decision::DriftKept { policy: DriftPolicy::Ignore });
+        assert_eq!(
+            decide(
+                Some(&edited),
+                &old,
+                "s",
+                CreationPolicy::Owner,
+                DriftPolicy::Revert,
+                Some(&old.data_hmac),
+                &key()
+            ),
+            Decision::Update {
+                rotation: false,
+                drift: true
+            }
+        );
+        assert_eq!(
+            decide(
+                Some(&edited),
+                &old,
+                "s",
+                CreationPolicy::Owner,
+                DriftPolicy::Alert,
+                Some(&old.data_hmac),
+                &key()
+            ),
+            Decision::DriftKept {
+                policy: DriftPolicy::Alert
+            }
+        );
+        assert_eq!(
+            decide(
+                Some(&edited),
+                &old,
+                "s",
+                CreationPolicy::Owner,
+                DriftPolicy::Ignore,
+                Some(&old.data_hmac),
+                &key()
+            ),
+            Decision::DriftKept {
+                policy: DriftPolicy::Ignore
+            }
+        );
         // First sync over an existing owned Secret with other data is not a rotation.
-        assert_eq!(decide(Some(&s), &new, "s", CreationPolicy::Owner, DriftPolicy::Revert, None, &key()), Decision::Update { rotation: false, drift: false });
+        assert_eq!(
+            decide(
+                Some(&s),
+                &new,
+                "s",
+                CreationPolicy::Owner,
+                DriftPolicy::Revert,
+                None,
+                &key()
+            ),
+            Decision::Update {
+                rotation: false,
+                drift: false
+            }
+        );
     }
 
     #[test]
@@ -227,9 +432,37 @@ mod tests {
         let old = desired("a");
         let mut s = secret_from(&old, "s");
         s.immutable = Some(true);
-        assert!(matches!(decide(Some(&s), &desired("b"), "s", CreationPolicy::Owner, DriftPolicy::Revert, Some(&old.data_hmac), &key()), Decision::Refused { reason: "TargetImmutable", .. }));
+        assert!(matches!(
+            decide(
+                Some(&s),
+                &desired("b"),
+                "s",
+                CreationPolicy::Owner,
+                DriftPolicy::Revert,
+                Some(&old.data_hmac),
+                &key()
+            ),
+            Decision::Refused {
+                reason: "TargetImmutable",
+                ..
+            }
+        ));
         let mut s = secret_from(&old, "s");
         s.type_ = Some("kubernetes.io/tls".into());
-        assert!(matches!(decide(Some(&s), &old, "s", CreationPolicy::Owner, DriftPolicy::Revert, None, &key()), Decision::Refused { reason: "TargetTypeMismatch", .. }));
+        assert!(matches!(
+            decide(
+                Some(&s),
+                &old,
+                "s",
+                CreationPolicy::Owner,
+                DriftPolicy::Revert,
+                None,
+                &key()
+            ),
+            Decision::Refused {
+                reason: "TargetTypeMismatch",
+                ..
+            }
+        ));
     }
 }

@@ -24,15 +24,31 @@ fn environment() -> Environment<'static> {
     // Stricter than Jinja2's `urlencode` (which keeps '/'): credentials in URLs need every reserved
     // character encoded, so only RFC 3986 unreserved characters stay as they are.
     env.add_filter("urlencode", |s: String| {
-        const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+        const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
         percent_encoding::utf8_percent_encode(&s, SET).to_string()
     });
-    env.add_filter("b64encode", |s: String| base64::engine::general_purpose::STANDARD.encode(s.as_bytes()));
+    env.add_filter("b64encode", |s: String| {
+        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+    });
     env.add_filter("b64decode", |s: String| -> Result<String, Error> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(s.trim().as_bytes())
-            .map_err(|_| Error::new(ErrorKind::InvalidOperation, "b64decode: input is not base64"))?;
-        String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidOperation, "b64decode: result is not UTF-8"))
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    "b64decode: input is not base64",
+                )
+            })?;
+        String::from_utf8(bytes).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                "b64decode: result is not UTF-8",
+            )
+        })
     });
     env.add_filter("fromjson", |s: String| -> Result<Value, Error> {
         serde_json::from_str::<serde_json::Value>(&s)
@@ -46,41 +62,62 @@ fn describe(key: &str, e: &Error) -> String {
     // Only the kind, line and (for syntax/undefined errors) the engine's detail, which names template
     // constructs, not values. Other details could quote a value, so they are dropped.
     let detail = match e.kind() {
-        ErrorKind::SyntaxError | ErrorKind::UndefinedError | ErrorKind::UnknownFilter | ErrorKind::UnknownFunction | ErrorKind::UnknownTest => {
-            e.detail().map(|d| format!(": {d}")).unwrap_or_default()
-        }
+        ErrorKind::SyntaxError
+        | ErrorKind::UndefinedError
+        | ErrorKind::UnknownFilter
+        | ErrorKind::UnknownFunction
+        | ErrorKind::UnknownTest => e.detail().map(|d| format!(": {d}")).unwrap_or_default(),
         _ => String::new(),
     };
     let line = e.line().map(|l| format!(" (line {l})")).unwrap_or_default();
-    format!("template for key {key:?} failed: {}{detail}{line}", e.kind())
+    format!(
+        "template for key {key:?} failed: {}{detail}{line}",
+        e.kind()
+    )
 }
 
 /// Checks that a template parses (for validation before any value is fetched).
 pub fn check_syntax(key: &str, source: &str) -> Result<(), String> {
     let env = environment();
-    env.template_from_str(source).map(|_| ()).map_err(|e| describe(key, &e))
+    env.template_from_str(source)
+        .map(|_| ())
+        .map_err(|e| describe(key, &e))
 }
 
 /// Renders every template over `values` (Secret key → value). Non-UTF-8 values are available only
 /// through `data` as base64 (`data_b64`), never as broken text.
-pub fn render(templates: &BTreeMap<String, String>, values: &BTreeMap<String, SecretBytes>) -> Result<BTreeMap<String, SecretBytes>, String> {
+pub fn render(
+    templates: &BTreeMap<String, String>,
+    values: &BTreeMap<String, SecretBytes>,
+) -> Result<BTreeMap<String, SecretBytes>, String> {
     let env = environment();
     let mut ctx = BTreeMap::new();
     let mut data = BTreeMap::new();
     let mut data_b64 = BTreeMap::new();
     for (k, v) in values {
-        data_b64.insert(k.clone(), Value::from(base64::engine::general_purpose::STANDARD.encode(v.expose())));
+        data_b64.insert(
+            k.clone(),
+            Value::from(base64::engine::general_purpose::STANDARD.encode(v.expose())),
+        );
         if let Some(s) = v.expose_str() {
             ctx.insert(k.clone(), Value::from(s));
             data.insert(k.clone(), Value::from(s));
         }
     }
-    ctx.insert("data".to_string(), Value::from(minijinja::value::Serde(&data)));
-    ctx.insert("data_b64".to_string(), Value::from(minijinja::value::Serde(&data_b64)));
+    ctx.insert(
+        "data".to_string(),
+        Value::from(minijinja::value::Serde(&data)),
+    );
+    ctx.insert(
+        "data_b64".to_string(),
+        Value::from(minijinja::value::Serde(&data_b64)),
+    );
     let ctx = Value::from(minijinja::value::Serde(&ctx));
     let mut out = BTreeMap::new();
     for (key, source) in templates {
-        let tpl = env.template_from_str(source).map_err(|e| describe(key, &e))?;
+        let tpl = env
+            .template_from_str(source)
+            .map_err(|e| describe(key, &e))?;
         let rendered = tpl.render(&ctx).map_err(|e| describe(key, &e))?;
         if rendered.len() > MAX_OUTPUT {
             return Err(format!("template for key {key:?} produced more than 1 MiB"));
@@ -95,27 +132,43 @@ mod tests {
     use super::*;
 
     fn vals(pairs: &[(&str, &str)]) -> BTreeMap<String, SecretBytes> {
-        pairs.iter().map(|(k, v)| (k.to_string(), SecretBytes::from(*v))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), SecretBytes::from(*v)))
+            .collect()
     }
 
     fn tpl(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn renders_urls_with_filters() {
         let out = render(
-            &tpl(&[("url", "postgres://{{ username }}:{{ password | urlencode }}@db:5432/app")]),
+            &tpl(&[(
+                "url",
+                "postgres://{{ username }}:{{ password | urlencode }}@db:5432/app",
+            )]),
             &vals(&[("username", "app"), ("password", "p@ss/word")]),
         )
         .unwrap();
-        assert_eq!(out["url"].expose(), b"postgres://app:p%40ss%2Fword@db:5432/app");
+        assert_eq!(
+            out["url"].expose(),
+            b"postgres://app:p%40ss%2Fword@db:5432/app"
+        );
     }
 
     #[test]
     fn json_and_base64_helpers() {
         let out = render(
-            &tpl(&[("a", "{{ (cfg | fromjson).host }}"), ("b", "{{ x | b64encode }}"), ("c", "{{ 'aGk=' | b64decode }}")]),
+            &tpl(&[
+                ("a", "{{ (cfg | fromjson).host }}"),
+                ("b", "{{ x | b64encode }}"),
+                ("c", "{{ 'aGk=' | b64decode }}"),
+            ]),
             &vals(&[("cfg", r#"{"host":"h1"}"#), ("x", "hi")]),
         )
         .unwrap();
@@ -126,16 +179,28 @@ mod tests {
 
     #[test]
     fn undefined_variables_fail_without_values() {
-        let e = render(&tpl(&[("k", "{{ nope }}")]), &vals(&[("password", "sentinel-xyz")])).unwrap_err();
+        let e = render(
+            &tpl(&[("k", "{{ nope }}")]),
+            &vals(&[("password", "sentinel-xyz")]),
+        )
+        .unwrap_err();
         assert!(e.contains("\"k\""), "{e}");
         assert!(!e.contains("sentinel"), "{e}");
     }
 
     #[test]
     fn errors_on_values_do_not_leak_them() {
-        let e = render(&tpl(&[("k", "{{ password | int + [] }}")]), &vals(&[("password", "sentinel-xyz")])).unwrap_err();
+        let e = render(
+            &tpl(&[("k", "{{ password | int + [] }}")]),
+            &vals(&[("password", "sentinel-xyz")]),
+        )
+        .unwrap_err();
         assert!(!e.contains("sentinel"), "{e}");
-        let e = render(&tpl(&[("k", "{{ password | fromjson }}")]), &vals(&[("password", "sentinel-xyz")])).unwrap_err();
+        let e = render(
+            &tpl(&[("k", "{{ password | fromjson }}")]),
+            &vals(&[("password", "sentinel-xyz")]),
+        )
+        .unwrap_err();
         assert!(!e.contains("sentinel"), "{e}");
     }
 

@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 
-use super::{compile_name_regexp, name_matches, FetchedSecret, FindQuery, Provider, ProviderError, ProviderKind, RemoteRef, SecretMetadata};
+use super::{
+    FetchedSecret, FindQuery, Provider, ProviderError, ProviderKind, RemoteRef, SecretMetadata,
+    compile_name_regexp, name_matches,
+};
 use crate::api::FakeProvider as FakeSpec;
 use crate::value::SecretBytes;
 
@@ -27,23 +30,35 @@ impl Provider for FakeProvider {
     async fn get(&self, remote: &RemoteRef) -> Result<FetchedSecret, ProviderError> {
         let mut matches = self.spec.data.iter().filter(|e| e.key == remote.key);
         let entry = match &remote.version {
-            None => matches.last(),
+            None => matches.next_back(),
             Some(v) => matches.find(|e| e.version.as_deref().unwrap_or("1") == v),
         }
-        .ok_or_else(|| ProviderError::NotFound { key: remote.key.clone() })?;
+        .ok_or_else(|| ProviderError::NotFound {
+            key: remote.key.clone(),
+        })?;
         Ok(FetchedSecret {
             value: SecretBytes::new(entry.value.as_bytes().to_vec()),
-            meta: SecretMetadata { version: Some(entry.version.clone().unwrap_or_else(|| "1".into())), ..Default::default() },
+            meta: SecretMetadata {
+                version: Some(entry.version.clone().unwrap_or_else(|| "1".into())),
+                ..Default::default()
+            },
         })
     }
 
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>, ProviderError> {
-        let re = query.name_regexp.as_deref().map(compile_name_regexp).transpose()?;
+        let re = query
+            .name_regexp
+            .as_deref()
+            .map(compile_name_regexp)
+            .transpose()?;
         let mut keys: Vec<String> = self
             .spec
             .data
             .iter()
-            .filter(|e| name_matches(query, re.as_ref(), &e.key) && query.tags.iter().all(|(k, v)| e.tags.get(k) == Some(v)))
+            .filter(|e| {
+                name_matches(query, re.as_ref(), &e.key)
+                    && query.tags.iter().all(|(k, v)| e.tags.get(k) == Some(v))
+            })
             .map(|e| e.key.clone())
             .collect();
         keys.sort();
@@ -62,16 +77,49 @@ mod tests {
     use crate::api::FakeEntry;
 
     fn entry(key: &str, value: &str, version: Option<&str>) -> FakeEntry {
-        FakeEntry { key: key.into(), value: value.into(), version: version.map(Into::into), tags: Default::default() }
+        FakeEntry {
+            key: key.into(),
+            value: value.into(),
+            version: version.map(Into::into),
+            tags: Default::default(),
+        }
     }
 
     #[tokio::test]
     async fn latest_versions_and_not_found() {
-        let p = FakeProvider::new(FakeSpec { data: vec![entry("a", "1", Some("1")), entry("a", "2", Some("2")), entry("b", "x", None)] });
-        assert_eq!(p.get(&RemoteRef::latest("a")).await.unwrap().value.expose(), b"2");
-        assert_eq!(p.get(&RemoteRef { key: "a".into(), version: Some("1".into()) }).await.unwrap().value.expose(), b"1");
-        assert!(matches!(p.get(&RemoteRef::latest("zz")).await, Err(ProviderError::NotFound { .. })));
-        let found = p.find(&FindQuery { path: Some("a".into()), ..Default::default() }).await.unwrap();
+        let p = FakeProvider::new(FakeSpec {
+            data: vec![
+                entry("a", "1", Some("1")),
+                entry("a", "2", Some("2")),
+                entry("b", "x", None),
+            ],
+        });
+        assert_eq!(
+            p.get(&RemoteRef::latest("a")).await.unwrap().value.expose(),
+            b"2"
+        );
+        assert_eq!(
+            p.get(&RemoteRef {
+                key: "a".into(),
+                version: Some("1".into())
+            })
+            .await
+            .unwrap()
+            .value
+            .expose(),
+            b"1"
+        );
+        assert!(matches!(
+            p.get(&RemoteRef::latest("zz")).await,
+            Err(ProviderError::NotFound { .. })
+        ));
+        let found = p
+            .find(&FindQuery {
+                path: Some("a".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(found, vec!["a"]);
     }
 }

@@ -47,7 +47,12 @@ impl Fetcher {
     /// Reads `refs` from `store`, answering from the cache when an answer is at most `max_age` old.
     /// Misses go to the provider in one `get_many` call (batched where the provider supports it).
     /// One failing key never fails the others.
-    pub async fn get_many(&self, store: &StoreHandle, refs: &[RemoteRef], max_age: Duration) -> Vec<Result<FetchedSecret, ProviderError>> {
+    pub async fn get_many(
+        &self,
+        store: &StoreHandle,
+        refs: &[RemoteRef],
+        max_age: Duration,
+    ) -> Vec<Result<FetchedSecret, ProviderError>> {
         let mut results: Vec<Option<Result<FetchedSecret, ProviderError>>> = vec![None; refs.len()];
         let mut waits: Vec<(usize, SharedRead)> = Vec::new();
         let mut misses: Vec<(usize, RemoteRef)> = Vec::new();
@@ -73,21 +78,29 @@ impl Fetcher {
             let batch_fut = async move {
                 store2.limiter.acquire().await;
                 let out = store2.provider.get_many(&batch).await;
-                if let Some(ra) = out.iter().find_map(|r| r.as_ref().err().and_then(ProviderError::retry_after)) {
+                if let Some(ra) = out
+                    .iter()
+                    .find_map(|r| r.as_ref().err().and_then(ProviderError::retry_after))
+                {
                     store2.limiter.pause_for(ra);
                 }
                 Arc::new(out)
             }
             .boxed()
             .shared();
-            self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             {
                 let mut inflight = lock(&self.inflight);
                 for (pos, (i, r)) in misses.iter().enumerate() {
                     let bf = batch_fut.clone();
                     let one: SharedRead = async move {
                         let all = bf.await;
-                        all.get(pos).cloned().unwrap_or_else(|| Err(ProviderError::Transient { message: "provider returned too few answers".into() }))
+                        all.get(pos).cloned().unwrap_or_else(|| {
+                            Err(ProviderError::Transient {
+                                message: "provider returned too few answers".into(),
+                            })
+                        })
                     }
                     .boxed()
                     .shared();
@@ -109,21 +122,38 @@ impl Fetcher {
                 if misses.iter().any(|(mi, _)| *mi == i) {
                     inflight.remove(&k);
                     if let Some(Ok(v)) = &results[i] {
-                        cache.insert(k, Cached { at: Instant::now(), value: v.clone() });
+                        cache.insert(
+                            k,
+                            Cached {
+                                at: Instant::now(),
+                                value: v.clone(),
+                            },
+                        );
                     }
                 }
             }
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ProviderError::Transient { message: "read did not complete".into() })))
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(ProviderError::Transient {
+                        message: "read did not complete".into(),
+                    })
+                })
+            })
             .collect()
     }
 
     /// Runs a search (not cached: searches are cheap list calls and their results change).
-    pub async fn find(&self, store: &StoreHandle, query: &FindQuery) -> Result<Vec<String>, ProviderError> {
+    pub async fn find(
+        &self,
+        store: &StoreHandle,
+        query: &FindQuery,
+    ) -> Result<Vec<String>, ProviderError> {
         store.limiter.acquire().await;
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let r = store.provider.find(query).await;
         if let Err(e) = &r
             && let Some(ra) = e.retry_after()
@@ -170,7 +200,15 @@ impl TokenBucket {
     /// A bucket; `qps <= 0` means unlimited.
     pub fn new(qps: f64, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
-        Self { qps, burst, state: Mutex::new(BucketState { tokens: burst, last: Instant::now(), paused_until: None }) }
+        Self {
+            qps,
+            burst,
+            state: Mutex::new(BucketState {
+                tokens: burst,
+                last: Instant::now(),
+                paused_until: None,
+            }),
+        }
     }
 
     /// An unlimited bucket.
@@ -254,7 +292,10 @@ mod tests {
                     if r.key == "missing" {
                         Err(ProviderError::NotFound { key: r.key.clone() })
                     } else {
-                        Ok(FetchedSecret { value: SecretBytes::from(r.key.as_str()), meta: SecretMetadata::default() })
+                        Ok(FetchedSecret {
+                            value: SecretBytes::from(r.key.as_str()),
+                            meta: SecretMetadata::default(),
+                        })
                     }
                 })
                 .collect()
@@ -268,35 +309,60 @@ mod tests {
     }
 
     fn handle(p: Arc<Counting>) -> StoreHandle {
-        StoreHandle { id: Arc::from("store-1"), provider: p, limiter: Arc::new(TokenBucket::unlimited()) }
+        StoreHandle {
+            id: Arc::from("store-1"),
+            provider: p,
+            limiter: Arc::new(TokenBucket::unlimited()),
+        }
     }
 
     #[tokio::test]
     async fn concurrent_reads_of_one_key_are_coalesced_and_cached() {
-        let p = Arc::new(Counting { calls: AtomicUsize::new(0), keys: AtomicUsize::new(0) });
+        let p = Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+            keys: AtomicUsize::new(0),
+        });
         let f = Arc::new(Fetcher::default());
         let h = handle(p.clone());
         let mut tasks = Vec::new();
         for _ in 0..50 {
             let (f, h) = (f.clone(), h.clone());
-            tasks.push(tokio::spawn(async move { f.get_many(&h, &[RemoteRef::latest("a")], Duration::from_secs(60)).await }));
+            tasks.push(tokio::spawn(async move {
+                f.get_many(&h, &[RemoteRef::latest("a")], Duration::from_secs(60))
+                    .await
+            }));
         }
         for t in tasks {
             assert_eq!(t.await.unwrap()[0].as_ref().unwrap().value.expose(), b"a");
         }
         assert_eq!(p.calls.load(Ordering::SeqCst), 1);
         // Within max_age: served from the cache; with max_age 0: a new read.
-        f.get_many(&h, &[RemoteRef::latest("a")], Duration::from_secs(60)).await;
+        f.get_many(&h, &[RemoteRef::latest("a")], Duration::from_secs(60))
+            .await;
         assert_eq!(p.calls.load(Ordering::SeqCst), 1);
-        f.get_many(&h, &[RemoteRef::latest("a")], Duration::ZERO).await;
+        f.get_many(&h, &[RemoteRef::latest("a")], Duration::ZERO)
+            .await;
         assert_eq!(p.calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
     async fn one_missing_key_does_not_fail_the_others() {
-        let p = Arc::new(Counting { calls: AtomicUsize::new(0), keys: AtomicUsize::new(0) });
+        let p = Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+            keys: AtomicUsize::new(0),
+        });
         let f = Fetcher::default();
-        let out = f.get_many(&handle(p.clone()), &[RemoteRef::latest("a"), RemoteRef::latest("missing"), RemoteRef::latest("b")], Duration::ZERO).await;
+        let out = f
+            .get_many(
+                &handle(p.clone()),
+                &[
+                    RemoteRef::latest("a"),
+                    RemoteRef::latest("missing"),
+                    RemoteRef::latest("b"),
+                ],
+                Duration::ZERO,
+            )
+            .await;
         assert!(out[0].is_ok() && out[2].is_ok());
         assert!(matches!(out[1], Err(ProviderError::NotFound { .. })));
         assert_eq!(p.calls.load(Ordering::SeqCst), 1, "one batched call");
@@ -311,7 +377,10 @@ mod tests {
         }
         // 2 from the burst, 10 more at 10/s: about one second.
         let took = start.elapsed();
-        assert!(took >= Duration::from_millis(950) && took < Duration::from_millis(1200), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(950) && took < Duration::from_millis(1200),
+            "{took:?}"
+        );
         b.pause_for(Duration::from_secs(5));
         let start = tokio::time::Instant::now();
         b.acquire().await;

@@ -61,7 +61,10 @@ pub struct RemoteRef {
 impl RemoteRef {
     /// The latest version of `key`.
     pub fn latest(key: impl Into<String>) -> Self {
-        Self { key: key.into(), version: None }
+        Self {
+            key: key.into(),
+            version: None,
+        }
     }
 }
 
@@ -204,10 +207,13 @@ pub fn compile_name_regexp(pattern: &str) -> Result<regex::Regex, ProviderError>
     regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| ProviderError::InvalidConfig { message: format!("find.name.regexp: {e}") })
+        .map_err(|e| ProviderError::InvalidConfig {
+            message: format!("find.name.regexp: {e}"),
+        })
 }
 
 /// Whether `name` satisfies the path prefix and regexp parts of a [`FindQuery`] (tags are provider-specific).
 pub fn name_matches(query: &FindQuery, re: Option<&regex::Regex>, name: &str) -> bool {
-    query.path.as_deref().is_none_or(|p| name.starts_with(p)) && re.is_none_or(|re| re.is_match(name))
+    query.path.as_deref().is_none_or(|p| name.starts_with(p))
+        && re.is_none_or(|re| re.is_match(name))
 }

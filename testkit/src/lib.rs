@@ -129,7 +129,8 @@ pub struct Emulator {
 impl Emulator {
     /// Bind 127.0.0.1:`opts.port` and serve in the background.
     pub async fn start(opts: EmulatorOptions) -> anyhow::Result<Emulator> {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], opts.port))).await?;
+        let listener =
+            tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], opts.port))).await?;
         let addr = listener.local_addr()?;
         let app = Arc::new(api::App {
             store: Mutex::new(store::Store::new(opts.watch_history)),
@@ -198,7 +199,8 @@ impl Emulator {
         } else {
             s.create(&rt, None, crd, &req)
         };
-        res.map(|_| ()).map_err(|e| anyhow::anyhow!("CRD {name}: {e}"))
+        res.map(|_| ())
+            .map_err(|e| anyhow::anyhow!("CRD {name}: {e}"))
     }
 
     pub fn faults(&self) -> &Faults {

@@ -1,0 +1,33 @@
+# secretsync — build, test, lint, generate, demo.
+CARGO ?= cargo
+
+.PHONY: build test lint fmt crds crds-check demo e2e clean
+
+build:
+	$(CARGO) build --workspace --bins
+
+## Unit, property, CRD and end-to-end tests (against the in-repo Kubernetes API emulator).
+test:
+	$(CARGO) test --workspace --all-targets
+
+## End-to-end tests against a real cluster: make e2e KUBECONFIG=~/.kube/config
+e2e:
+	SECRETSYNC_E2E_KUBECONFIG=$(KUBECONFIG) $(CARGO) test --test e2e_core -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Regenerate crds/ from the Rust types.
+crds:
+	$(CARGO) run -q --bin secretsync -- crds --out crds
+
+## The main job on an embedded default: no cloud account, no cluster.
+demo: build
+	./examples/demo.sh
+
+clean:
+	$(CARGO) clean

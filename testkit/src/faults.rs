@@ -1,0 +1,374 @@
+//! Fault injection and request counters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// What a matching fault rule does to a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FaultAction {
+    /// Delay the request, then serve it normally.
+    Latency { ms: u64 },
+    /// Answer 429 TooManyRequests with `Retry-After`.
+    TooManyRequests {
+        #[serde(default = "one")]
+        retry_after_seconds: u64,
+    },
+    /// Answer 500 InternalError.
+    InternalError,
+    /// Answer 503 ServiceUnavailable.
+    ServiceUnavailable,
+    /// Close the connection without sending a response.
+    DropConnection,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// A fault rule. `None` (or `"*"`) filters match anything. `resource` is the
+/// plural (`secrets`) or `plural/subresource` (`deployments/status`); a plain
+/// plural also matches its subresources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRule {
+    #[serde(default)]
+    pub verb: Option<String>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Chance (0..=1) that a matching request is affected; default 1.
+    #[serde(default)]
+    pub probability: Option<f64>,
+    /// Fire at most this many times (then the rule is removed); default unlimited.
+    #[serde(default)]
+    pub count: Option<u64>,
+    pub action: FaultAction,
+}
+
+impl FaultRule {
+    pub fn new(action: FaultAction) -> Self {
+        FaultRule {
+            verb: None,
+            resource: None,
+            namespace: None,
+            probability: None,
+            count: None,
+            action,
+        }
+    }
+    pub fn verb(mut self, v: &str) -> Self {
+        self.verb = Some(v.into());
+        self
+    }
+    pub fn resource(mut self, r: &str) -> Self {
+        self.resource = Some(r.into());
+        self
+    }
+    pub fn namespace(mut self, n: &str) -> Self {
+        self.namespace = Some(n.into());
+        self
+    }
+    pub fn probability(mut self, p: f64) -> Self {
+        self.probability = Some(p);
+        self
+    }
+    pub fn times(mut self, n: u64) -> Self {
+        self.count = Some(n);
+        self
+    }
+
+    fn matches(&self, verb: &str, resource: &str, ns: Option<&str>) -> bool {
+        let any = |f: &Option<String>| f.as_deref().is_none_or(|s| s == "*" || s.is_empty());
+        (any(&self.verb) || self.verb.as_deref() == Some(verb))
+            && (any(&self.resource)
+                || self.resource.as_deref() == Some(resource)
+                || resource
+                    .split_once('/')
+                    .is_some_and(|(p, _)| self.resource.as_deref() == Some(p)))
+            && (any(&self.namespace) || self.namespace.as_deref() == ns)
+    }
+}
+
+/// How an outage looks to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutageMode {
+    /// The listening socket is closed: new connections are refused and open
+    /// ones (including watches) are closed. The `/_emulator` admin endpoints
+    /// are unreachable too, so end it with a duration or from the library.
+    #[default]
+    Refuse,
+    /// Every Kubernetes request gets 503 ServiceUnavailable; watches are cut.
+    Unavailable,
+    /// Every Kubernetes request's connection is closed without a response; watches are cut.
+    Drop,
+}
+
+#[derive(Default)]
+struct State {
+    rules: Vec<(u64, FaultRule)>,
+    next_id: u64,
+    expire_watches: u64,
+    cut_every: Option<Duration>,
+    outage_gen: u64,
+}
+
+/// Thread-safe fault injection switchboard; settable at any time.
+#[derive(Clone)]
+pub struct Faults {
+    state: Arc<Mutex<State>>,
+    outage: Arc<watch::Sender<Option<OutageMode>>>,
+    cut: Arc<watch::Sender<u64>>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            state: Arc::new(Mutex::new(State::default())),
+            outage: Arc::new(watch::channel(None).0),
+            cut: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl Faults {
+    fn st(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Add a rule; returns its id.
+    pub fn add(&self, rule: FaultRule) -> u64 {
+        let mut s = self.st();
+        s.next_id += 1;
+        let id = s.next_id;
+        s.rules.push((id, rule));
+        id
+    }
+    pub fn remove(&self, id: u64) -> bool {
+        let mut s = self.st();
+        let n = s.rules.len();
+        s.rules.retain(|(i, _)| *i != id);
+        s.rules.len() != n
+    }
+    pub fn rules(&self) -> Vec<(u64, FaultRule)> {
+        self.st().rules.clone()
+    }
+    /// Remove all rules, pending watch expiries and periodic watch cuts (not an outage).
+    pub fn clear(&self) {
+        let mut s = self.st();
+        s.rules.clear();
+        s.expire_watches = 0;
+        s.cut_every = None;
+    }
+    /// End every open watch stream now (cleanly, like a server-side timeout).
+    pub fn cut_watches(&self) {
+        self.cut.send_modify(|g| *g += 1);
+    }
+    /// End every watch stream this long after it starts (None = never).
+    pub fn cut_watches_every(&self, every: Option<Duration>) {
+        self.st().cut_every = every;
+        self.cut_watches();
+    }
+    /// The next `n` watch requests get an ERROR event with 410 Gone (Expired).
+    pub fn expire_next_watches(&self, n: u64) {
+        self.st().expire_watches += n;
+    }
+    pub fn outage_start(&self, mode: OutageMode) {
+        self.st().outage_gen += 1;
+        self.outage.send_replace(Some(mode));
+        self.cut_watches();
+    }
+    pub fn outage_end(&self) {
+        self.st().outage_gen += 1;
+        self.outage.send_replace(None);
+    }
+    pub fn outage(&self) -> Option<OutageMode> {
+        *self.outage.borrow()
+    }
+    /// An outage that ends by itself (must be called within a Tokio runtime).
+    pub fn outage_for(&self, d: Duration, mode: OutageMode) {
+        self.outage_start(mode);
+        let g = self.st().outage_gen;
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            if me.st().outage_gen == g {
+                me.outage_end();
+            }
+        });
+    }
+
+    /// Actions for a request: latencies first, then at most one terminal action.
+    pub(crate) fn evaluate(
+        &self,
+        verb: &str,
+        resource: &str,
+        ns: Option<&str>,
+    ) -> Vec<FaultAction> {
+        let mut s = self.st();
+        if s.rules.is_empty() {
+            return vec![];
+        }
+        let mut out = Vec::new();
+        let mut terminal = false;
+        let mut exhausted = Vec::new();
+        for (id, r) in s.rules.iter_mut() {
+            if !r.matches(verb, resource, ns) {
+                continue;
+            }
+            let is_terminal = !matches!(r.action, FaultAction::Latency { .. });
+            if is_terminal && terminal {
+                continue;
+            }
+            if let Some(p) = r.probability
+                && rand::random::<f64>() >= p
+            {
+                continue;
+            }
+            if let Some(c) = r.count.as_mut() {
+                if *c == 0 {
+                    continue;
+                }
+                *c -= 1;
+                if *c == 0 {
+                    exhausted.push(*id);
+                }
+            }
+            terminal |= is_terminal;
+            out.push(r.action.clone());
+        }
+        s.rules.retain(|(i, _)| !exhausted.contains(i));
+        out.sort_by_key(|a| !matches!(a, FaultAction::Latency { .. }));
+        out
+    }
+    pub(crate) fn take_expire(&self) -> bool {
+        let mut s = self.st();
+        if s.expire_watches > 0 {
+            s.expire_watches -= 1;
+            true
+        } else {
+            false
+        }
+    }
+    pub(crate) fn cut_every(&self) -> Option<Duration> {
+        self.st().cut_every
+    }
+    pub(crate) fn cut_rx(&self) -> watch::Receiver<u64> {
+        self.cut.subscribe()
+    }
+    pub(crate) fn outage_rx(&self) -> watch::Receiver<Option<OutageMode>> {
+        self.outage.subscribe()
+    }
+}
+
+/// Snapshot of request counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counters {
+    /// Requests by (verb, resource); resource is `plural` or `plural/subresource`.
+    pub requests: BTreeMap<(String, String), u64>,
+    /// create + update + patch + delete + deletecollection requests.
+    pub writes: u64,
+    /// All counted requests.
+    pub total: u64,
+}
+
+impl Counters {
+    pub fn get(&self, verb: &str, resource: &str) -> u64 {
+        self.requests
+            .get(&(verb.to_string(), resource.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+    /// Sum over resources for one verb.
+    pub fn verb(&self, verb: &str) -> u64 {
+        self.requests
+            .iter()
+            .filter(|((v, _), _)| v == verb)
+            .map(|(_, n)| n)
+            .sum()
+    }
+    /// JSON form: `{"requests": {"list secrets": 3, ...}, "writes": n, "total": n}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let req: serde_json::Map<String, serde_json::Value> = self
+            .requests
+            .iter()
+            .map(|((v, r), n)| (format!("{v} {r}"), serde_json::json!(n)))
+            .collect();
+        serde_json::json!({"requests": req, "writes": self.writes, "total": self.total})
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct CounterStore {
+    map: Mutex<HashMap<(&'static str, String), u64>>,
+    writes: AtomicU64,
+    total: AtomicU64,
+}
+
+impl CounterStore {
+    pub fn inc(&self, verb: &'static str, resource: &str) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        if matches!(
+            verb,
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        ) {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(&(verb, resource.to_string())) {
+            Some(n) => *n += 1,
+            None => {
+                m.insert((verb, resource.to_string()), 1);
+            }
+        }
+    }
+    pub fn snapshot(&self) -> Counters {
+        let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        Counters {
+            requests: m
+                .iter()
+                .map(|((v, r), n)| ((v.to_string(), r.clone()), *n))
+                .collect(),
+            writes: self.writes.load(Ordering::Relaxed),
+            total: self.total.load(Ordering::Relaxed),
+        }
+    }
+    pub fn reset(&self) {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.writes.store(0, Ordering::Relaxed);
+        self.total.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_count_and_match() {
+        let f = Faults::default();
+        f.add(
+            FaultRule::new(FaultAction::TooManyRequests {
+                retry_after_seconds: 1,
+            })
+            .verb("list")
+            .resource("secrets")
+            .times(1),
+        );
+        f.add(FaultRule::new(FaultAction::Latency { ms: 5 }).resource("secrets"));
+        assert_eq!(f.evaluate("get", "configmaps", None), vec![]);
+        let a = f.evaluate("list", "secrets", Some("x"));
+        assert_eq!(a.len(), 2);
+        assert!(matches!(a[0], FaultAction::Latency { .. }));
+        assert_eq!(f.evaluate("list", "secrets", None).len(), 1);
+        let j: FaultRule =
+            serde_json::from_str(r#"{"verb":"get","action":{"type":"drop_connection"}}"#).unwrap();
+        assert_eq!(j.action, FaultAction::DropConnection);
+    }
+}

@@ -1,0 +1,410 @@
+//! The end-to-end harness: a Kubernetes API (a real cluster when `SECRETSYNC_E2E_KUBECONFIG` is set,
+//! otherwise the in-repo emulator), a fresh namespace per test, and the real `secretsync` binary as
+//! a subprocess. Assertions only use the Kubernetes API, so they hold on a real cluster too.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use secretsync::api::{SecretRef, SecretStore};
+use serde_json::json;
+
+/// A Kubernetes API for one test, with its own namespace.
+pub struct Env {
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+    pub ns: String,
+    pub dir: tempfile::TempDir,
+    pub emulator: Option<testkit::Emulator>,
+}
+
+/// A running `secretsync controller` process.
+pub struct Operator {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Operator {
+    /// Stops the process (SIGKILL) and waits for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Everything the process logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+pub async fn client_for(kubeconfig: &Path) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    Client::try_from(cfg).expect("client")
+}
+
+impl Env {
+    /// Starts (or connects to) the API, installs the CRDs and creates a namespace `ss-<prefix>-<rand>`.
+    pub async fn start(prefix: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (kubeconfig, emulator) = match std::env::var("SECRETSYNC_E2E_KUBECONFIG") {
+            Ok(path) if !path.is_empty() => (PathBuf::from(path), None),
+            _ => {
+                let emu = testkit::Emulator::start(testkit::EmulatorOptions::default())
+                    .await
+                    .expect("emulator");
+                let path = dir.path().join("kubeconfig");
+                emu.write_kubeconfig(&path, None).expect("kubeconfig");
+                (path, Some(emu))
+            }
+        };
+        let client = client_for(&kubeconfig).await;
+        install_crds(&client).await;
+        let ns = format!("ss-{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let nsapi: Api<Namespace> = Api::all(client.clone());
+        nsapi
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    json!({"metadata": {"name": ns, "labels": {"e2e": "secretsync"}}}),
+                )
+                .unwrap(),
+            )
+            .await
+            .expect("create namespace");
+        Env {
+            client,
+            kubeconfig,
+            ns,
+            dir,
+            emulator,
+        }
+    }
+
+    /// A second namespace on the same API as `env`.
+    pub async fn start_in(env: &Env, prefix: &str) -> Env {
+        let ns = format!("ss-{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let nsapi: Api<Namespace> = Api::all(env.client.clone());
+        nsapi
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .expect("create namespace");
+        Env {
+            client: env.client.clone(),
+            kubeconfig: env.kubeconfig.clone(),
+            ns,
+            dir: tempfile::tempdir().expect("tempdir"),
+            emulator: env.emulator.clone(),
+        }
+    }
+
+    /// Starts the operator for this namespace with extra flags.
+    pub fn operator(&self, extra: &[&str]) -> Operator {
+        let log = self
+            .dir
+            .path()
+            .join(format!("operator-{}.log", rand::random::<u32>()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut args = vec![
+            "controller",
+            "--namespace",
+            &self.ns,
+            "--pod-namespace",
+            &self.ns,
+            "--pod-name",
+            "secretsync-e2e",
+            "--allow-inline-secrets",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info,secretsync=debug",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--health-addr",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        let child = Command::new(env!("CARGO_BIN_EXE_secretsync"))
+            .args(&args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdout(Stdio::from(file.try_clone().expect("dup")))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("spawn secretsync");
+        Operator { child, log }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Server-side applies a namespaced object given as JSON (field manager `e2e`).
+    pub async fn apply<K>(&self, name: &str, obj: serde_json::Value)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        let api: Api<K> = self.api();
+        api.patch(
+            name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+    }
+
+    /// A `fake` SecretStore serving `data` (key → value).
+    pub async fn fake_store(&self, name: &str, data: &[(&str, &str, &str)]) {
+        let entries: Vec<_> = data
+            .iter()
+            .map(|(k, v, ver)| json!({"key": k, "value": v, "version": ver}))
+            .collect();
+        self.apply::<SecretStore>(
+            name,
+            json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretStore", "metadata": {"name": name}, "spec": {"provider": {"fake": {"data": entries}}}}),
+        )
+        .await;
+    }
+
+    /// Creates or replaces a SecretRef from its spec.
+    pub async fn secretref(&self, name: &str, spec: serde_json::Value) {
+        self.apply::<SecretRef>(name, json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretRef", "metadata": {"name": name}, "spec": spec})).await;
+    }
+
+    pub async fn secret(&self, name: &str) -> Option<Secret> {
+        self.api::<Secret>()
+            .get_opt(name)
+            .await
+            .expect("get secret")
+    }
+
+    pub async fn sref(&self, name: &str) -> Option<SecretRef> {
+        self.api::<SecretRef>()
+            .get_opt(name)
+            .await
+            .expect("get secretref")
+    }
+
+    /// The `Ready` condition of a SecretRef as (status, reason, message).
+    pub async fn ready(&self, name: &str) -> Option<(String, String, String)> {
+        let s = self.sref(name).await?;
+        let c = s
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        Some((c.status, c.reason, c.message))
+    }
+
+    /// Waits until `Ready` has the given status and reason; panics with the last state otherwise.
+    pub async fn wait_ready(
+        &self,
+        name: &str,
+        status: &str,
+        reason: &str,
+    ) -> (String, String, String) {
+        let mut last = None;
+        for _ in 0..300 {
+            last = self.ready(name).await;
+            if let Some(r) = &last
+                && r.0 == status
+                && r.1 == reason
+            {
+                return r.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.dump_logs();
+        panic!("SecretRef {name}: Ready never became {status}/{reason}; last: {last:?}");
+    }
+
+    /// Waits for a condition on the Secret's decoded data.
+    pub async fn wait_secret<F: Fn(&BTreeMap<String, String>) -> bool>(
+        &self,
+        name: &str,
+        pred: F,
+    ) -> Secret {
+        let mut last = None;
+        for _ in 0..300 {
+            if let Some(s) = self.secret(name).await {
+                if pred(&decoded(&s)) {
+                    return s;
+                }
+                last = Some(decoded(&s));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.dump_logs();
+        panic!("Secret {name} never matched; last data: {last:?}");
+    }
+
+    /// Events about an object, as (reason, type, note).
+    pub async fn events_for(&self, name: &str) -> Vec<(String, String, String)> {
+        let evs: Api<k8s_openapi::api::events::v1::Event> = self.api();
+        let mut out: Vec<(String, String, String)> = evs
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| {
+                (
+                    e.reason.unwrap_or_default(),
+                    e.type_.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect();
+        let core: Api<Event> = self.api();
+        out.extend(
+            core.list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| {
+                    e.involved_object.name.as_deref() == Some(name)
+                        && e.reporting_component.as_deref() != Some("secretsync")
+                })
+                .map(|e| {
+                    (
+                        e.reason.unwrap_or_default(),
+                        e.type_.unwrap_or_default(),
+                        e.message.unwrap_or_default(),
+                    )
+                }),
+        );
+        out
+    }
+
+    pub async fn count_events(&self, name: &str, reason: &str) -> usize {
+        self.events_for(name)
+            .await
+            .iter()
+            .filter(|e| e.0 == reason)
+            .count()
+    }
+
+    /// Prints the tail of every operator log of this test (for failures).
+    pub fn dump_logs(&self) {
+        if let Ok(rd) = std::fs::read_dir(self.dir.path()) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("operator-") {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    eprintln!("--- {} (last 40 lines) ---", e.path().display());
+                    for l in &lines[lines.len().saturating_sub(40)..] {
+                        eprintln!("{l}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deletes the namespace (best effort).
+    pub async fn cleanup(self) {
+        let nsapi: Api<Namespace> = Api::all(self.client.clone());
+        let _ = nsapi.delete(&self.ns, &DeleteParams::default()).await;
+    }
+}
+
+/// The Secret's data as text.
+pub fn decoded(s: &Secret) -> BTreeMap<String, String> {
+    s.data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+/// Applies the CRDs from `crds/` and waits until they are established.
+pub async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    for entry in std::fs::read_dir(&dir).expect("crds dir") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read crd");
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("parse crd");
+        let name = crd.metadata.name.clone().expect("crd name");
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply crd");
+    }
+    for _ in 0..100 {
+        let all = api.list(&ListParams::default()).await.expect("list crds");
+        let established = all
+            .items
+            .iter()
+            .filter(|c| c.spec.group == "secretsync.io")
+            .filter(|c| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    })
+            })
+            .count();
+        if established == 3 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("CRDs not established");
+}
+
+/// Polls `f` until it returns Some, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,506 @@
+//! End-to-end tests of the operator core: the real binary against a Kubernetes API (the emulator,
+//! or the cluster in `SECRETSYNC_E2E_KUBECONFIG`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, decoded, eventually};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use secretsync::api::{ClusterSecretStore, SecretRef, SecretStore};
+use serde_json::json;
+
+const DB: &str = r#"{"username":"app","password":"s3cr3t/pw"}"#;
+const DB2: &str = r#"{"username":"app","password":"n3w-pw"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_rotation_failure_and_recovery() {
+    let env = Env::start("core").await;
+    let _op = env.operator(&[]);
+    env.fake_store("store", &[("/prod/db", DB, "1")]).await;
+    env.secretref(
+        "db",
+        json!({
+            "storeRef": {"name": "store"},
+            "target": {"name": "db-credentials", "type": "kubernetes.io/basic-auth", "labels": {"team": "payments"},
+                       "template": {"mergePolicy": "Merge", "data": {"url": "postgres://{{ username }}:{{ password | urlencode }}@db/app"}}},
+            "data": [
+                {"secretKey": "username", "remoteRef": {"key": "/prod/db", "property": "username"}},
+                {"secretKey": "password", "remoteRef": {"key": "/prod/db", "property": "password"}}
+            ]
+        }),
+    )
+    .await;
+    env.wait_ready("db", "True", "Synced").await;
+    let s = env.secret("db-credentials").await.expect("secret");
+    let data = decoded(&s);
+    assert_eq!(data["username"], "app");
+    assert_eq!(data["password"], "s3cr3t/pw");
+    assert_eq!(data["url"], "postgres://app:s3cr3t%2Fpw@db/app");
+    assert_eq!(s.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    let labels = s.labels();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "secretsync");
+    assert_eq!(labels["secretsync.io/secretref"], "db");
+    assert_eq!(labels["team"], "payments");
+    assert!(s.annotations().contains_key("secretsync.io/data-hmac"));
+    let st = env.sref("db").await.unwrap().status.unwrap();
+    assert_eq!(st.synced_keys.len(), 3);
+    assert!(st.synced_keys.iter().any(|k| k.secret_key == "password"
+        && k.version.as_deref() == Some("1")
+        && k.remote_key.as_deref() == Some("/prod/db")));
+    assert!(
+        st.last_rotation_time.is_none(),
+        "first sync is not a rotation"
+    );
+    eventually(Duration::from_secs(10), "Synced event", || async {
+        (env.count_events("db", "Synced").await == 1).then_some(())
+    })
+    .await;
+
+    // The source changes: one write, one Rotated event naming keys and versions, never values.
+    env.fake_store("store", &[("/prod/db", DB2, "2")]).await;
+    env.wait_secret("db-credentials", |d| {
+        d.get("password").map(String::as_str) == Some("n3w-pw")
+    })
+    .await;
+    env.wait_ready("db", "True", "Synced").await;
+    let rotated = eventually(Duration::from_secs(10), "Rotated event", || async {
+        let evs: Vec<_> = env
+            .events_for("db")
+            .await
+            .into_iter()
+            .filter(|e| e.0 == "Rotated")
+            .collect();
+        (!evs.is_empty()).then_some(evs)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.count_events("db", "Rotated").await,
+        1,
+        "exactly one Rotated event"
+    );
+    assert!(
+        rotated[0].2.contains("password (version 2)"),
+        "{:?}",
+        rotated[0]
+    );
+    assert!(!rotated[0].2.contains("n3w-pw"));
+    let st = env.sref("db").await.unwrap().status.unwrap();
+    assert!(st.last_rotation_time.is_some());
+
+    // The provider loses the key: the Secret keeps its data, Ready=False names the cause.
+    let before = env.secret("db-credentials").await.unwrap();
+    env.fake_store("store", &[("/prod/other", "x", "1")]).await;
+    let (_, _, msg) = env.wait_ready("db", "False", "RemoteKeyNotFound").await;
+    assert!(msg.contains("/prod/db"), "{msg}");
+    let after = env.secret("db-credentials").await.unwrap();
+    assert_eq!(
+        before.data, after.data,
+        "a provider failure never changes the Secret"
+    );
+    assert_eq!(before.resource_version(), after.resource_version());
+
+    // The provider recovers.
+    env.fake_store("store", &[("/prod/db", DB2, "2")]).await;
+    env.wait_ready("db", "True", "Synced").await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creation_and_deletion_policies() {
+    let env = Env::start("policy").await;
+    let _op = env.operator(&[]);
+    env.fake_store("store", &[("k", "v1", "1")]).await;
+    let secrets: Api<Secret> = env.api();
+
+    // A foreign Secret is never overwritten by an Owner SecretRef.
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "foreign"}, "stringData": {"mine": "keep"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    env.secretref("owner", json!({"storeRef": {"name": "store"}, "target": {"name": "foreign"}, "data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]})).await;
+    env.wait_ready("owner", "False", "TargetConflict").await;
+    assert_eq!(
+        decoded(&env.secret("foreign").await.unwrap()),
+        [("mine".to_string(), "keep".to_string())].into()
+    );
+    eventually(Duration::from_secs(10), "TargetConflict event", || async {
+        (env.count_events("owner", "TargetConflict").await >= 1).then_some(())
+    })
+    .await;
+
+    // Merge adds our keys and keeps theirs.
+    env.secretref("merger", json!({"storeRef": {"name": "store"}, "target": {"name": "foreign", "creationPolicy": "Merge"}, "data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]})).await;
+    env.wait_ready("merger", "True", "Synced").await;
+    let d = decoded(&env.secret("foreign").await.unwrap());
+    assert_eq!(d["mine"], "keep");
+    assert_eq!(d["k"], "v1");
+
+    // Retain (default): deleting the SecretRef leaves the Secret.
+    env.secretref("kept", json!({"storeRef": {"name": "store"}, "data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]})).await;
+    env.wait_ready("kept", "True", "Synced").await;
+    let srefs: Api<SecretRef> = env.api();
+    srefs
+        .delete("kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "SecretRef gone", || async {
+        env.sref("kept").await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(
+        decoded(&env.secret("kept").await.expect("Retain keeps the Secret"))["k"],
+        "v1"
+    );
+
+    // Delete: the Secret goes with the SecretRef.
+    env.secretref("gone", json!({"storeRef": {"name": "store"}, "target": {"deletionPolicy": "Delete"}, "data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]})).await;
+    env.wait_ready("gone", "True", "Synced").await;
+    srefs
+        .delete("gone", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "Secret deleted", || async {
+        env.secret("gone").await.is_none().then_some(())
+    })
+    .await;
+
+    // Orphan creates the Secret like Owner; deleting the SecretRef leaves it.
+    env.secretref("orphan", json!({"storeRef": {"name": "store"}, "target": {"creationPolicy": "Orphan"}, "data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]})).await;
+    env.wait_ready("orphan", "True", "Synced").await;
+    srefs
+        .delete("orphan", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "SecretRef gone", || async {
+        env.sref("orphan").await.is_none().then_some(())
+    })
+    .await;
+    assert!(env.secret("orphan").await.is_some());
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_policies() {
+    let env = Env::start("drift").await;
+    let _op = env.operator(&[]);
+    env.fake_store("store", &[("k", "good", "1")]).await;
+    for (name, policy) in [
+        ("revert", "Revert"),
+        ("alert", "Alert"),
+        ("ignore", "Ignore"),
+    ] {
+        env.secretref(name, json!({"storeRef": {"name": "store"}, "target": {"driftPolicy": policy}, "data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]})).await;
+    }
+    for name in ["revert", "alert", "ignore"] {
+        env.wait_ready(name, "True", "Synced").await;
+    }
+    let secrets: Api<Secret> = env.api();
+    for name in ["revert", "alert", "ignore"] {
+        secrets
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {"k": "hand-edit"}})),
+            )
+            .await
+            .unwrap();
+    }
+    env.wait_secret("revert", |d| d["k"] == "good").await;
+    eventually(Duration::from_secs(10), "Drifted condition", || async {
+        let s = env.sref("alert").await?;
+        s.status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Drifted" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "Drifted event", || async {
+        (env.count_events("alert", "Drifted").await == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        decoded(&env.secret("alert").await.unwrap())["k"],
+        "hand-edit"
+    );
+    assert_eq!(
+        decoded(&env.secret("ignore").await.unwrap())["k"],
+        "hand-edit"
+    );
+    // A real change at the source still reaches Alert and Ignore targets.
+    env.fake_store("store", &[("k", "rotated", "2")]).await;
+    env.wait_secret("alert", |d| d["k"] == "rotated").await;
+    env.wait_secret("ignore", |d| d["k"] == "rotated").await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenancy_denials() {
+    let env = Env::start("tenant").await;
+    let other = Env::start_in(&env, "other").await;
+    let _op = env.operator(&[]);
+    // A store in another namespace is invisible.
+    other
+        .fake_store("theirs", &[("k", "their-secret", "1")])
+        .await;
+    env.secretref("steal", json!({"storeRef": {"name": "theirs"}, "data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]})).await;
+    env.wait_ready("steal", "False", "StoreNotFound").await;
+    assert!(env.secret("steal").await.is_none());
+
+    // A ClusterSecretStore admits only its namespaces and key prefixes.
+    let css: Api<ClusterSecretStore> = Api::all(env.client.clone());
+    let name = format!("css-{}", env.ns);
+    let store = |namespaces: Vec<String>| {
+        json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "ClusterSecretStore", "metadata": {"name": name},
+               "spec": {"provider": {"fake": {"data": [{"key": "/t/ok/a", "value": "1"}, {"key": "/t/secret/b", "value": "2"}]}},
+                        "conditions": [{"namespaces": namespaces, "allowedKeyPrefixes": ["/t/ok/"]}]}})
+    };
+    css.patch(
+        &name,
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(store(vec![other.ns.clone()])),
+    )
+    .await
+    .unwrap();
+    env.secretref("cluster", json!({"storeRef": {"name": name, "kind": "ClusterSecretStore"}, "data": [{"secretKey": "a", "remoteRef": {"key": "/t/ok/a"}}]})).await;
+    env.wait_ready("cluster", "False", "NamespaceNotAllowed")
+        .await;
+    eventually(Duration::from_secs(10), "AccessDenied event", || async {
+        (env.count_events("cluster", "AccessDenied").await >= 1).then_some(())
+    })
+    .await;
+    css.patch(
+        &name,
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(store(vec![env.ns.clone()])),
+    )
+    .await
+    .unwrap();
+    env.wait_ready("cluster", "True", "Synced").await;
+    env.secretref("prefix", json!({"storeRef": {"name": name, "kind": "ClusterSecretStore"}, "data": [{"secretKey": "b", "remoteRef": {"key": "/t/secret/b"}}]})).await;
+    env.wait_ready("prefix", "False", "KeyNotAllowed").await;
+    assert!(env.secret("prefix").await.is_none());
+    let _ = css.delete(&name, &DeleteParams::default()).await;
+    other.cleanup().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_causes_no_writes() {
+    let env = Env::start("restart").await;
+    let op = env.operator(&[]);
+    env.fake_store("store", &[("k", "v", "1")]).await;
+    for i in 0..20 {
+        env.secretref(&format!("r{i}"), json!({"storeRef": {"name": "store"}, "data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]})).await;
+    }
+    for i in 0..20 {
+        env.wait_ready(&format!("r{i}"), "True", "Synced").await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    op.kill();
+    let versions = |env: &Env| {
+        let (srefs, secrets): (Api<SecretRef>, Api<Secret>) = (env.api(), env.api());
+        async move {
+            let mut v: Vec<String> = srefs
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|o| format!("{}={}", o.name_any(), o.resource_version().unwrap()))
+                .collect();
+            v.extend(
+                secrets
+                    .list(&Default::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .iter()
+                    .map(|o| format!("{}={}", o.name_any(), o.resource_version().unwrap())),
+            );
+            v.sort();
+            v
+        }
+    };
+    let before = versions(&env).await;
+    let events_before = env.events_for("r0").await.len();
+    let writes_before = env.emulator.as_ref().map(|e| e.counters().writes);
+    let op2 = env.operator(&[]);
+    // Wait until the new operator has started and looked at everything.
+    eventually(Duration::from_secs(20), "operator ready", || async {
+        op2.logs().contains("watches synced").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        before,
+        versions(&env).await,
+        "a restart must not write SecretRefs or Secrets"
+    );
+    assert_eq!(
+        events_before,
+        env.events_for("r0").await.len(),
+        "a restart must not emit events"
+    );
+    if let (Some(emu), Some(w)) = (env.emulator.as_ref(), writes_before) {
+        assert_eq!(
+            emu.counters().writes,
+            w,
+            "no Kubernetes writes at all after a restart"
+        );
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_reported_and_nothing_is_lost_or_leaked() {
+    const SENTINEL: &str = "SENTINEL-7d1f0c9e-value";
+    let env = Env::start("badinput").await;
+    let op = env.operator(&[]);
+    let big = "x".repeat(1100 * 1024);
+    env.fake_store(
+        "store",
+        &[
+            (
+                "/json",
+                &format!(r#"{{"password":"{SENTINEL}","bad key":"{SENTINEL}"}}"#),
+                "1",
+            ),
+            ("/plain", SENTINEL, "1"),
+            ("/big", &big, "1"),
+        ],
+    )
+    .await;
+    // A good sync first, then broken specs: the Secret stays as it was.
+    env.secretref("app", json!({"storeRef": {"name": "store"}, "data": [{"secretKey": "pw", "remoteRef": {"key": "/json", "property": "password"}}]})).await;
+    env.wait_ready("app", "True", "Synced").await;
+    let good = env.secret("app").await.unwrap();
+    let cases = [
+        (
+            json!({"storeRef": {"name": "store"}, "data": [{"secretKey": "pw", "remoteRef": {"key": "/json", "property": "missing"}}]}),
+            "InvalidRemoteValue",
+            "spec.data[0].remoteRef.property",
+        ),
+        (
+            json!({"storeRef": {"name": "nope"}, "data": [{"secretKey": "pw", "remoteRef": {"key": "/json"}}]}),
+            "StoreNotFound",
+            "\"nope\"",
+        ),
+        (
+            json!({"storeRef": {"name": "store"}, "data": [{"secretKey": "pw", "remoteRef": {"key": "/plain"}}], "target": {"template": {"data": {"pw": "{{ nothere }}"}}}}),
+            "TemplateFailed",
+            "spec.target.template",
+        ),
+        (
+            json!({"storeRef": {"name": "store"}, "data": [{"secretKey": "pw", "remoteRef": {"key": "/big"}}]}),
+            "SecretTooLarge",
+            "1 MiB",
+        ),
+        (
+            json!({"storeRef": {"name": "store"}, "dataFrom": [{"extract": {"key": "/json"}}]}),
+            "InvalidSecretKey",
+            "spec.dataFrom[0].extract",
+        ),
+        (
+            json!({"storeRef": {"name": "store"}, "data": [{"secretKey": "pw", "remoteRef": {"key": "/plain", "property": "a..b"}}]}),
+            "InvalidSpec",
+            "spec.data[0].remoteRef.property",
+        ),
+    ];
+    for (spec, reason, needle) in cases {
+        env.secretref("app", spec).await;
+        let (_, _, msg) = env.wait_ready("app", "False", reason).await;
+        assert!(
+            msg.contains(needle),
+            "{reason}: message {msg:?} should name {needle:?}"
+        );
+        let now = env.secret("app").await.unwrap();
+        assert_eq!(
+            good.data, now.data,
+            "{reason}: the Secret must stay untouched"
+        );
+    }
+    // Leak scan: logs (debug level), events, status of every object.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let logs = op.logs();
+    assert!(logs.contains("reconcile"), "debug logs were produced");
+    assert!(
+        !logs.contains(SENTINEL),
+        "a value reached the operator's logs"
+    );
+    for e in env.events_for("app").await {
+        assert!(!e.2.contains(SENTINEL), "a value reached an event: {e:?}");
+    }
+    let status = serde_json::to_string(&env.sref("app").await.unwrap().status).unwrap();
+    assert!(!status.contains(SENTINEL), "a value reached status");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_store_in_cluster() {
+    use secretsync::providers::file::{Keyring, MasterKey, Store};
+    use secretsync::value::SecretBytes;
+    let env = Env::start("file").await;
+    let _op = env.operator(&[]);
+    let key = MasterKey::generate();
+    let ring = Keyring::single(key.clone());
+    let mut store = Store::init(&ring).unwrap();
+    store
+        .put("/app/api-key", &SecretBytes::from("k-123"), None, None)
+        .unwrap();
+    let doc = String::from_utf8(store.to_bytes().unwrap()).unwrap();
+    let cms: Api<ConfigMap> = env.api();
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "team-secrets"}, "data": {"store.json": doc}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let secrets: Api<Secret> = env.api();
+    secrets
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "master-key"}, "stringData": {key.id(): key.to_text().as_str()}})).unwrap())
+        .await
+        .unwrap();
+    let stores: Api<SecretStore> = env.api();
+    stores
+        .patch(
+            "files",
+            &PatchParams::apply("e2e"),
+            &Patch::Apply(json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretStore", "metadata": {"name": "files"},
+                "spec": {"provider": {"file": {"configMapRef": {"name": "team-secrets", "key": "store.json"}, "masterKeySecretRef": {"name": "master-key"}}}}})),
+        )
+        .await
+        .unwrap();
+    env.secretref("api", json!({"storeRef": {"name": "files"}, "data": [{"secretKey": "key", "remoteRef": {"key": "/app/api-key"}}]})).await;
+    env.wait_ready("api", "True", "Synced").await;
+    assert_eq!(decoded(&env.secret("api").await.unwrap())["key"], "k-123");
+    // A tampered store document is refused; the Secret keeps its data.
+    let tampered = doc.replacen("\"version\": \"1\"", "\"version\": \"9\"", 1);
+    assert_ne!(tampered, doc);
+    cms.patch(
+        "team-secrets",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"store.json": tampered}})),
+    )
+    .await
+    .unwrap();
+    // Force a re-read by changing the SecretRef's spec.
+    env.secretref("api", json!({"storeRef": {"name": "files"}, "refreshInterval": "30m", "data": [{"secretKey": "key", "remoteRef": {"key": "/app/api-key"}}]})).await;
+    env.wait_ready("api", "False", "InvalidStoreConfig").await;
+    assert_eq!(decoded(&env.secret("api").await.unwrap())["key"], "k-123");
+    env.cleanup().await;
+}
