@@ -338,10 +338,16 @@ async fn restart_causes_no_writes() {
     let writes_before = env.emulator.as_ref().map(|e| e.counters().writes);
     let op2 = env.operator(&[]);
     // Wait until the new operator has started and looked at everything.
-    eventually(Duration::from_secs(20), "operator ready", || async {
-        op2.logs().contains("watches synced").then_some(())
-    })
-    .await;
+    for _ in 0..200 {
+        if op2.logs().contains("watches synced") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !op2.logs().contains("watches synced") {
+        env.dump_logs();
+        panic!("the restarted operator never became ready");
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         before,

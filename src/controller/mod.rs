@@ -99,6 +99,21 @@ pub async fn load_or_create_hmac_key(
     anyhow::bail!("could not create or read the HMAC key Secret")
 }
 
+/// Waits until a reflector has listed everything. Re-checks periodically: a waiter can miss the
+/// readiness wake-up of kube-runtime's store (seen about once in thirty starts), while a fresh check
+/// after the store became ready always returns at once.
+async fn synced<K: kube::Resource + Clone + 'static>(reader: &reflector::Store<K>) -> bool
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(250), reader.wait_until_ready()).await {
+            Ok(r) => return r.is_ok(),
+            Err(_) => continue,
+        }
+    }
+}
+
 /// Runs the controller until `shutdown` resolves. `ready` turns true once the watches have synced.
 pub async fn run(
     client: Client,
@@ -205,11 +220,7 @@ pub async fn run(
             ready.clone(),
         );
         tokio::spawn(async move {
-            let _ = futures::join!(
-                r1.wait_until_ready(),
-                r2.wait_until_ready(),
-                r3.wait_until_ready()
-            );
+            futures::join!(synced(&r1), synced(&r2), synced(&r3));
             ready.store(true, Ordering::Relaxed);
             info!("watches synced; ready");
         });
@@ -232,7 +243,7 @@ pub async fn run(
                 let (sr, csr) = (sr.clone(), csr.clone());
                 async move {
                     // Never judge a store missing before the store watches have listed.
-                    let _ = futures::join!(sr.wait_until_ready(), csr.wait_until_ready());
+                    futures::join!(synced(&sr), synced(&csr));
                     reconcile::reconcile(sref, ctx).await
                 }
             },

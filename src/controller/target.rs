@@ -465,4 +465,77 @@ mod tests {
             }
         ));
     }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn policy() -> impl Strategy<Value = (CreationPolicy, DriftPolicy)> {
+            (
+                prop_oneof![
+                    Just(CreationPolicy::Owner),
+                    Just(CreationPolicy::Merge),
+                    Just(CreationPolicy::Orphan)
+                ],
+                prop_oneof![
+                    Just(DriftPolicy::Revert),
+                    Just(DriftPolicy::Alert),
+                    Just(DriftPolicy::Ignore)
+                ],
+            )
+        }
+
+        proptest! {
+            /// The decision invariants: foreign Secrets are never written without Merge; a first sync
+            /// is never a rotation; an up-to-date Secret is never rewritten; a real change at the source
+            /// is always written; hand edits are kept only under Alert/Ignore and only while the source
+            /// is unchanged.
+            #[test]
+            fn decision_invariants(
+                actual in prop::option::of("[ab]"),
+                want in "[ab]",
+                last in prop::option::of("[ab]"),
+                owned in any::<bool>(),
+                (creation, drift) in policy(),
+            ) {
+                let k = key();
+                let d = desired(&want);
+                let last_hmac = last.as_ref().map(|l| desired(l).data_hmac);
+                let existing = actual.as_ref().map(|a| {
+                    let mut s = secret_from(&desired(a), "s");
+                    if !owned {
+                        s.metadata.labels = None;
+                    }
+                    s
+                });
+                let dec = decide(existing.as_ref(), &d, "s", creation, drift, last_hmac.as_deref(), &k);
+                match &existing {
+                    None => prop_assert_eq!(&dec, &Decision::Create),
+                    Some(_) if !owned && creation != CreationPolicy::Merge => {
+                        let refused = matches!(dec, Decision::Refused { reason: "TargetConflict", .. });
+                        prop_assert!(refused, "{:?}", dec);
+                    }
+                    Some(_) => {
+                        let up_to_date = actual.as_deref() == Some(want.as_str());
+                        if up_to_date {
+                            let noop = matches!(dec, Decision::NoChange | Decision::Update { rotation: false, drift: false });
+                            prop_assert!(noop, "{:?}", dec);
+                        }
+                        if last.is_none() {
+                            let rotation = matches!(dec, Decision::Update { rotation: true, .. });
+                            prop_assert!(!rotation, "first sync is never a rotation");
+                        }
+                        if !up_to_date && last.as_deref() != Some(want.as_str()) {
+                            let written = matches!(dec, Decision::Update { .. });
+                            prop_assert!(written, "a real change must be written: {:?}", dec);
+                        }
+                        if let Decision::DriftKept { policy } = dec {
+                            prop_assert!(policy != DriftPolicy::Revert);
+                            prop_assert_eq!(last.as_deref(), Some(want.as_str()));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

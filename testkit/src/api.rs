@@ -191,6 +191,12 @@ fn manager_of(q: &HashMap<String, String>, headers: &HeaderMap) -> String {
 }
 
 fn parse_body(b: &[u8], content_type: &str) -> Result<Value, ApiError> {
+    if content_type.contains("protobuf") {
+        return crate::protobuf::decode(b);
+    }
+    if content_type.contains("cbor") {
+        return Err(ApiError::unsupported_media(content_type));
+    }
     if b.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
@@ -386,7 +392,7 @@ async fn dispatch(
         "list" => list(app, &rt, &r, &ctx, &api_version),
         "watch" => start_watch(app, &rt, &r, &ctx, api_version),
         "create" if sub == Some("token") => {
-            let body = parse_body(&ctx.body, "")?;
+            let body = parse_body(&ctx.body, ctx.header(header::CONTENT_TYPE))?;
             let sa = app
                 .store()
                 .get(&rt.id(), &store::key(ns, name))
@@ -470,8 +476,7 @@ fn selectors(ctx: &Ctx) -> Result<(LabelSelector, FieldSelector), ApiError> {
 fn delete_opts(ctx: &Ctx) -> Result<DeleteOpts, ApiError> {
     let mut o = DeleteOpts::default();
     if !ctx.body.is_empty() {
-        let v: Value = serde_json::from_slice(&ctx.body)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        let v = parse_body(&ctx.body, ctx.header(header::CONTENT_TYPE))?;
         o.propagation = v
             .get("propagationPolicy")
             .and_then(Value::as_str)

@@ -1,4 +1,4 @@
-//! Discovery documents: /version, /api, /api/v1, /apis, /apis/<g>, /apis/<g>/<v>.
+//! Discovery documents: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/<g>`, `/apis/<g>/<v>`.
 //! Only the legacy (unaggregated) format is served; clients that ask for
 //! aggregated discovery (`as=APIGroupDiscoveryList`) fall back to it.
 

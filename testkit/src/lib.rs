@@ -19,8 +19,11 @@
 //!   `--validate=false`), custom resources are neither validated against nor
 //!   pruned by their schema, no defaulting, no CEL validation rules.
 //! - Discovery is served in the legacy format only (no aggregated
-//!   `apidiscovery.k8s.io/v2`); clients fall back to it. No protobuf; JSON only.
-//!   `as=Table` requests get plain JSON lists/objects.
+//!   `apidiscovery.k8s.io/v2`); clients fall back to it.
+//!   `as=Table` requests get plain JSON lists/objects. Responses are always
+//!   JSON; protobuf request bodies are understood only for Namespace, Secret,
+//!   ConfigMap, ServiceAccount, TokenRequest and DeleteOptions (what kubectl's
+//!   typed `create` commands send), others get 415.
 //! - Only the resources listed in `resources.rs` plus CRDs exist; no pods,
 //!   services, nodes, ... and no controllers: deployments never get pods or
 //!   status, namespaces are finalized by the emulator itself right away.
@@ -79,6 +82,7 @@ mod faults;
 mod fields;
 mod kubeconfig;
 mod patch;
+mod protobuf;
 mod resources;
 mod selectors;
 mod server;

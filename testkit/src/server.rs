@@ -1,5 +1,29 @@
 //! HTTP/1.1 serving: accept loop (with outage emulation), per-connection
 //! drop support, and the `/_emulator/*` admin endpoints.
+//!
+//! Admin endpoints (JSON in and out; never counted, never faulted; reachable
+//! during `unavailable`/`drop` outages, not during a `refuse` outage):
+//!
+//! | method + path | body | effect |
+//! |---|---|---|
+//! | `GET /_emulator/healthz` | | `{"ok":true}` |
+//! | `GET /_emulator/counters` | | `{"requests":{"list secrets":3,...},"writes":n,"total":n}` |
+//! | `POST /_emulator/reset-counters` (or `DELETE /_emulator/counters`) | | zero the counters |
+//! | `GET /_emulator/stats` | | `{"resourceVersion":"N","objects":{"secrets":n,...}}` |
+//! | `GET /_emulator/faults` | | rules with ids, current outage |
+//! | `POST /_emulator/faults` | a [`FaultRule`] or an array of them | `{"ids":[..]}` |
+//! | `DELETE /_emulator/faults` (or `POST /_emulator/faults/clear`) | | remove all rules, pending expiries, periodic cuts |
+//! | `DELETE /_emulator/faults/{id}` | | remove one rule |
+//! | `POST /_emulator/watches/cut` | `{}` = now, `{"every_seconds":N}` = every watch ends N s after it starts, `{"every_seconds":null}` = stop | end watch streams |
+//! | `POST /_emulator/watches/expire` | `{"count":N}` (default 1) | next N watch requests get a 410 Expired ERROR event |
+//! | `POST /_emulator/outage` | `{"seconds":S?,"mode":"refuse"\|"unavailable"\|"drop"}` | start an outage (mode `refuse`, the default, requires `seconds`) |
+//! | `POST /_emulator/outage/end` (or `DELETE /_emulator/outage`) | | end the outage |
+//!
+//! A [`FaultRule`] in JSON: `{"verb":"list","resource":"secrets","namespace":null,
+//! "probability":0.5,"count":3,"action":{"type":"too_many_requests","retry_after_seconds":2}}`;
+//! action types: `latency` (`ms`), `too_many_requests` (`retry_after_seconds`),
+//! `internal_error`, `service_unavailable`, `drop_connection`. Verbs: get, list,
+//! watch, create, update, patch, delete, deletecollection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -812,14 +812,16 @@ impl Store {
     fn delete_namespace(&mut self, name: &str) -> Option<Arc<Obj>> {
         let rid = ns_rid();
         let old = self.get(&rid, name)?;
-        if !is_deleting(&old.v) {
+        let terminating = if is_deleting(&old.v) {
+            old
+        } else {
             let mut v = old.v.clone();
             let md = md_mut(&mut v);
             md.insert("deletionTimestamp".into(), json!(fields::now()));
             md.insert("deletionGracePeriodSeconds".into(), json!(0));
             v["status"] = json!({"phase": "Terminating"});
-            self.commit(&rid, name.to_string(), v, Some(old));
-        }
+            self.commit(&rid, name.to_string(), v, Some(old))
+        };
         let prefix = format!("{name}/");
         let rids: Vec<ResId> = self
             .types
@@ -844,12 +846,8 @@ impl Store {
             }
         }
         self.run_gc();
-        let cur = self.get(&rid, name);
         self.maybe_finalize_namespace(name);
-        match self.get(&rid, name) {
-            Some(o) => Some(o),
-            None => cur,
-        }
+        Some(self.get(&rid, name).unwrap_or(terminating))
     }
 
     fn maybe_finalize_namespace(&mut self, ns: &str) {

@@ -35,6 +35,16 @@ async fn start_with(opts: EmulatorOptions) -> (Emulator, Client) {
     (emu, client)
 }
 
+/// A client with kube's default retry of 429/503/504 switched off, to observe faults directly.
+async fn no_retry_client(emu: &Emulator) -> Client {
+    let kc = Kubeconfig::from_yaml(&emu.kubeconfig_yaml(Some("default"))).expect("kubeconfig");
+    let mut cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    cfg.default_retry = false;
+    Client::try_from(cfg).expect("client")
+}
+
 async fn start() -> (Emulator, Client) {
     start_with(EmulatorOptions::default()).await
 }
@@ -948,17 +958,31 @@ async fn faults_429_then_success_and_outage() {
         .create(&PostParams::default(), &secret("f", &[], "x"))
         .await
         .unwrap();
-    emu.faults().add(
+    let too_many = || {
         FaultRule::new(FaultAction::TooManyRequests {
             retry_after_seconds: 1,
         })
         .verb("get")
         .resource("secrets")
-        .times(1),
-    );
-    assert_eq!(code(&secrets.get("f").await.unwrap_err()), 429);
+        .times(1)
+    };
+
+    // kube's default client retries a 429 honouring Retry-After: the caller sees success
+    emu.faults().add(too_many());
+    let t0 = Instant::now();
     secrets.get("f").await.unwrap();
     assert_eq!(emu.counters().get("get", "secrets"), 2);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "Retry-After honoured"
+    );
+
+    // without client retries the 429 is visible, then the next call succeeds
+    let raw: Api<Secret> = Api::default_namespaced(no_retry_client(&emu).await);
+    emu.faults().add(too_many());
+    let err = raw.get("f").await.unwrap_err();
+    assert_eq!(code(&err), 429);
+    raw.get("f").await.unwrap();
 
     emu.faults().add(
         FaultRule::new(FaultAction::InternalError)
@@ -966,35 +990,36 @@ async fn faults_429_then_success_and_outage() {
             .times(1),
     );
     assert_eq!(
-        code(&secrets.list(&ListParams::default()).await.unwrap_err()),
+        code(&raw.list(&ListParams::default()).await.unwrap_err()),
         500
     );
-    secrets.list(&ListParams::default()).await.unwrap();
+    raw.list(&ListParams::default()).await.unwrap();
 
+    // hyper's pooled client retries once when a reused connection closes, so drop several
     emu.faults().add(
         FaultRule::new(FaultAction::DropConnection)
             .verb("get")
-            .times(1),
+            .times(10),
     );
-    assert!(secrets.get("f").await.is_err());
-    secrets.get("f").await.unwrap();
+    assert!(raw.get("f").await.is_err());
+    emu.faults().clear();
+    raw.get("f").await.unwrap();
 
     emu.faults().outage_start(testkit::OutageMode::Refuse);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(secrets.get("f").await.is_err());
+    assert!(raw.get("f").await.is_err());
     emu.faults().outage_end();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while secrets.get("f").await.is_err() {
+    while raw.get("f").await.is_err() {
         assert!(Instant::now() < deadline, "server did not come back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     emu.faults().outage_start(testkit::OutageMode::Unavailable);
-    assert_eq!(code(&secrets.get("f").await.unwrap_err()), 503);
+    assert_eq!(code(&raw.get("f").await.unwrap_err()), 503);
     emu.faults().outage_end();
-    secrets.get("f").await.unwrap();
+    raw.get("f").await.unwrap();
 }
 
-// multi_thread: the test blocks on curl while the emulator serves on another worker
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_http_endpoints() {
     let (emu, client) = start().await;
@@ -1017,7 +1042,8 @@ async fn admin_http_endpoints() {
         return;
     };
     assert!(h.contains("true"));
-    let secrets: Api<Secret> = Api::default_namespaced(client);
+    let _ = client;
+    let secrets: Api<Secret> = Api::default_namespaced(no_retry_client(&emu).await);
     let _ = secrets.list(&ListParams::default()).await.unwrap();
     let c: serde_json::Value = serde_json::from_str(&http("GET", "counters", "").unwrap()).unwrap();
     assert_eq!(c["requests"]["list secrets"], 1);
@@ -1152,4 +1178,77 @@ async fn throughput_10k_creates() {
     for w in watches {
         w.abort();
     }
+}
+
+#[tokio::test]
+async fn streaming_list_watcher() {
+    let (emu, client) = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    for i in 0..3 {
+        cms.create(&PostParams::default(), &cm(&format!("s{i}")))
+            .await
+            .unwrap();
+    }
+    let mut stream = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(watcher::Event::InitApply(_))) => initial += 1,
+            Some(Ok(watcher::Event::InitDone)) => break,
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(initial, 3);
+    assert_eq!(
+        emu.counters().get("list", "configmaps"),
+        0,
+        "no LIST in streaming mode"
+    );
+    cms.create(&PostParams::default(), &cm("after"))
+        .await
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+    {
+        Some(Ok(watcher::Event::Apply(o))) => assert_eq!(o.metadata.name.as_deref(), Some("after")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn event_recorder_publishes_and_updates_series() {
+    use kube::runtime::events::{Event, EventType, Recorder};
+    let (_emu, client) = start().await;
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let s = secrets
+        .create(&PostParams::default(), &secret("evt", &[], "x"))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(client.clone(), "secretsync".into());
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Secret".into()),
+        name: s.metadata.name.clone(),
+        namespace: s.metadata.namespace.clone(),
+        uid: s.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Synced".into(),
+        note: Some("synced".into()),
+        action: "Sync".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &reference).await.unwrap();
+    recorder.publish(&ev, &reference).await.unwrap();
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::default_namespaced(client);
+    let list = events.list(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].series.as_ref().map(|s| s.count), Some(2));
 }

@@ -323,6 +323,11 @@ impl Env {
             for e in rd.flatten() {
                 if e.file_name().to_string_lossy().starts_with("operator-") {
                     let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    if let Ok(dir) = std::env::var("SECRETSYNC_E2E_KEEP_LOGS") {
+                        let _ = std::fs::create_dir_all(&dir);
+                        let _ =
+                            std::fs::write(std::path::Path::new(&dir).join(e.file_name()), &text);
+                    }
                     let lines: Vec<&str> = text.lines().collect();
                     eprintln!("--- {} (last 40 lines) ---", e.path().display());
                     for l in &lines[lines.len().saturating_sub(40)..] {
