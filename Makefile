@@ -1,14 +1,19 @@
 # secretsync — build, test, lint, generate, demo.
 CARGO ?= cargo
 
-.PHONY: build test lint fmt crds crds-check demo e2e clean
+.PHONY: build test test-deps lint fmt crds demo e2e clean
 
 build:
 	$(CARGO) build --workspace --bins
 
-## Unit, property, CRD and end-to-end tests (against the in-repo Kubernetes API emulator).
-test:
+## Unit, property, CRD and end-to-end tests (against the in-repo Kubernetes API emulator and the
+## provider emulators installed by test-deps).
+test: test-deps
 	$(CARGO) test --workspace --all-targets
+
+## Test peers from the package registries (Python virtualenv .venv-test).
+test-deps:
+	./scripts/test-deps.sh
 
 ## End-to-end tests against a real cluster: make e2e KUBECONFIG=~/.kube/config
 e2e:

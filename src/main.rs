@@ -45,6 +45,9 @@ struct ControllerArgs {
     /// Allow `fake` stores with inline values (demos and tests only).
     #[arg(long, env = "SECRETSYNC_ALLOW_INLINE_SECRETS")]
     allow_inline_secrets: bool,
+    /// Accept plain-HTTP provider endpoints that are not loopback addresses (not recommended).
+    #[arg(long, env = "SECRETSYNC_ALLOW_INSECURE_ENDPOINTS")]
+    allow_insecure_endpoints: bool,
     /// Refresh interval when neither the SecretRef nor its store sets one.
     #[arg(long, env = "SECRETSYNC_DEFAULT_REFRESH_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     default_refresh_interval: std::time::Duration,
@@ -116,6 +119,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         controller_namespace: args.pod_namespace,
         identity: args.pod_name,
         hmac_key_secret: args.hmac_key_secret,
+        allow_insecure_endpoints: args.allow_insecure_endpoints,
     };
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));

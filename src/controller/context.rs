@@ -30,6 +30,8 @@ pub struct Settings {
     pub identity: String,
     /// Name of the Secret (in the controller namespace) holding the HMAC key; created if missing.
     pub hmac_key_secret: String,
+    /// Accept plain-HTTP provider endpoints that are not loopback addresses.
+    pub allow_insecure_endpoints: bool,
 }
 
 /// What the controller remembers about one SecretRef between reconciles (in memory only).

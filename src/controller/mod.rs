@@ -171,13 +171,14 @@ pub async fn run(
         instance: Some(settings.identity.clone()),
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let resolver = stores::StoreResolver::new(
+    let mut resolver = stores::StoreResolver::new(
         client.clone(),
         settings.controller_namespace.clone(),
         settings.allow_inline_secrets,
         store_reader.clone(),
         cstore_reader.clone(),
     );
+    resolver.allow_insecure_endpoints = settings.allow_insecure_endpoints;
     let concurrency = settings.concurrency;
     let ctx = Arc::new(Context::new(
         client.clone(),

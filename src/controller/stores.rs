@@ -155,6 +155,8 @@ pub struct StoreResolver {
     client: Client,
     controller_namespace: String,
     allow_inline: bool,
+    /// Accept plain-HTTP endpoints that are not loopback (`--allow-insecure-endpoints`).
+    pub allow_insecure_endpoints: bool,
     stores: Store<SecretStore>,
     cluster_stores: Store<ClusterSecretStore>,
     cache: Mutex<HashMap<String, CachedProvider>>,
@@ -176,6 +178,7 @@ impl StoreResolver {
             client,
             controller_namespace,
             allow_inline,
+            allow_insecure_endpoints: false,
             stores,
             cluster_stores,
             cache: Mutex::new(HashMap::new()),
@@ -369,6 +372,51 @@ impl StoreResolver {
             },
         );
         Ok(handle)
+    }
+
+    /// Reads one key of a Secret in `ns` (store credentials). Missing Secret or key → `InvalidConfig`
+    /// naming both; API failures → `Unavailable`. The value is returned redacted.
+    pub async fn read_secret_key(
+        &self,
+        store: &str,
+        ns: &str,
+        sel: &crate::api::SecretKeySelector,
+    ) -> Result<(crate::value::SecretBytes, String), StoreError> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let s = match secrets.get_opt(&sel.name).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Err(StoreError::InvalidConfig {
+                    store: store.to_string(),
+                    message: format!(
+                        "credentials Secret {:?} not found in namespace {ns:?}",
+                        sel.name
+                    ),
+                });
+            }
+            Err(e) => {
+                return Err(StoreError::Unavailable {
+                    store: store.to_string(),
+                    message: format!("reading Secret {:?}: {}", sel.name, kube_error_summary(&e)),
+                });
+            }
+        };
+        let rv = s.resource_version().unwrap_or_default();
+        let value = s.data.and_then(|mut d| d.remove(&sel.key)).ok_or_else(|| {
+            StoreError::InvalidConfig {
+                store: store.to_string(),
+                message: format!("Secret {:?} has no key {:?}", sel.name, sel.key),
+            }
+        })?;
+        Ok((
+            crate::value::SecretBytes::new(value.0),
+            format!("{}@{rv}", sel.name),
+        ))
+    }
+
+    /// The Kubernetes client (for providers that request service-account tokens).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     async fn file_provider(

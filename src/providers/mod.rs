@@ -217,3 +217,55 @@ pub fn name_matches(query: &FindQuery, re: Option<&regex::Regex>, name: &str) ->
     query.path.as_deref().is_none_or(|p| name.starts_with(p))
         && re.is_none_or(|re| re.is_match(name))
 }
+
+/// Zero-trust transport: provider endpoints must be HTTPS. Plain HTTP is accepted only for loopback
+/// addresses (`localhost`, `127.0.0.0/8`, `::1`) or when the controller runs with
+/// `--allow-insecure-endpoints`.
+pub fn check_endpoint(url: &str, allow_insecure: bool) -> Result<(), ProviderError> {
+    let lower = url.trim().to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = lower.strip_prefix("http://") else {
+        return Err(ProviderError::InvalidConfig {
+            message: format!("endpoint {url:?} must be an https:// URL"),
+        });
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback || allow_insecure {
+        Ok(())
+    } else {
+        Err(ProviderError::InvalidConfig {
+            message: format!(
+                "endpoint {url:?} is plain HTTP; use https:// (plain HTTP is allowed only for loopback addresses or with --allow-insecure-endpoints)"
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::check_endpoint;
+
+    #[test]
+    fn https_required_except_loopback_or_allowed() {
+        assert!(check_endpoint("https://vault.example.com:8200", false).is_ok());
+        assert!(check_endpoint("http://127.0.0.1:4566", false).is_ok());
+        assert!(check_endpoint("http://localhost:8200/v1", false).is_ok());
+        assert!(check_endpoint("http://[::1]:8200", false).is_ok());
+        assert!(check_endpoint("http://vault.vault.svc:8200", false).is_err());
+        assert!(check_endpoint("http://10.0.0.5", false).is_err());
+        assert!(check_endpoint("http://127.0.0.1.evil.com", false).is_err());
+        assert!(check_endpoint("http://vault.vault.svc:8200", true).is_ok());
+        assert!(check_endpoint("ftp://x", true).is_err());
+    }
+}
