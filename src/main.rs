@@ -29,9 +29,28 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Refresh SecretRefs now (sets the secretsync.io/force-sync annotation through the kubeconfig).
+    Refresh(secretsync::cli::refresh::RefreshArgs),
+    /// Work with audit trails.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Manage the local encrypted file store.
     #[command(subcommand)]
     Store(secretsync::cli::store::StoreCommand),
+    /// Validate manifests and confirm every referenced remote key resolves (no values printed).
+    /// Exit 0: all resolve; 1: problems; 2: usage or input error.
+    Check(secretsync::cli::check::CheckArgs),
+    /// Print the Secrets the controller would write (all or nothing; values base64 in `data`).
+    Render(secretsync::cli::render::RenderArgs),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of an audit file; exit 1 at the first broken or missing link.
+    Verify {
+        /// The audit file (JSON lines).
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +93,28 @@ struct ControllerArgs {
     /// This replica's name (downward API): event reporter and lease identity.
     #[arg(long, env = "POD_NAME", default_value = "secretsync")]
     pod_name: String,
+    /// Append the hash-chained audit trail to this file instead of stdout.
+    #[arg(long, env = "SECRETSYNC_AUDIT_FILE")]
+    audit_file: Option<std::path::PathBuf>,
+    /// Quiet period after the last rotation before workloads are restarted (a burst restarts once).
+    #[arg(long, env = "SECRETSYNC_RESTART_DEBOUNCE", default_value = "10s", value_parser = parse_duration)]
+    restart_debounce: std::time::Duration,
+    /// Elect a leader through a Lease in the controller's namespace; only the holder writes.
+    #[arg(long, env = "SECRETSYNC_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "SECRETSYNC_LEADER_ELECT_LEASE_NAME",
+        default_value = "secretsync-leader"
+    )]
+    leader_elect_lease_name: String,
+    /// How long a lease is valid after its last renewal.
+    #[arg(long, env = "SECRETSYNC_LEADER_ELECT_LEASE_DURATION", default_value = "8s", value_parser = parse_duration)]
+    leader_elect_lease_duration: std::time::Duration,
+    /// How long before expiry the holder renews its lease.
+    #[arg(long, env = "SECRETSYNC_LEADER_ELECT_RENEW_GRACE", default_value = "3s", value_parser = parse_duration)]
+    leader_elect_renew_grace: std::time::Duration,
     /// Secret in the controller namespace holding the HMAC key (created if missing).
     #[arg(
         long,
@@ -92,7 +133,27 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Controller(args) => run_controller(args).await,
+        Command::Refresh(args) => secretsync::cli::refresh::run(args, &mut std::io::stdout())
+            .await
+            .map(|_| ()),
+        Command::Audit(AuditCommand::Verify { file }) => {
+            match secretsync::cli::audit::run_verify(&file, &mut std::io::stdout()) {
+                Ok(true) => Ok(()),
+                Ok(false) => return std::process::ExitCode::from(1),
+                Err(e) => Err(e),
+            }
+        }
         Command::Crds { out } => secretsync::cli::crds::run(out.as_deref(), &mut std::io::stdout()),
+        Command::Check(args) => {
+            let res = secretsync::cli::check::run(&args, &mut std::io::stdout()).await;
+            return secretsync::cli::manifests::exit_code(res);
+        }
+        Command::Render(args) => {
+            let res =
+                secretsync::cli::render::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
+                    .await;
+            return secretsync::cli::manifests::exit_code(res);
+        }
         Command::Store(cmd) => {
             secretsync::cli::store::run(cmd, &mut std::io::stdout(), &mut std::io::stdin())
         }
@@ -120,10 +181,27 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         identity: args.pod_name,
         hmac_key_secret: args.hmac_key_secret,
         allow_insecure_endpoints: args.allow_insecure_endpoints,
+        restart_debounce: args.restart_debounce,
+        leader_election: args.leader_elect.then(|| {
+            secretsync::controller::context::LeaseSettings {
+                lease_name: args.leader_elect_lease_name.clone(),
+                duration_secs: args.leader_elect_lease_duration.as_secs().max(2),
+                grace_secs: args
+                    .leader_elect_renew_grace
+                    .as_secs()
+                    .clamp(1, args.leader_elect_lease_duration.as_secs().max(2) - 1),
+            }
+        }),
     };
+    let audit = std::sync::Arc::new(match &args.audit_file {
+        Some(p) => secretsync::audit::trail::AuditLog::file(p)
+            .map_err(|e| anyhow::anyhow!("opening audit file {}: {e}", p.display()))?,
+        None => secretsync::audit::trail::AuditLog::stdout(),
+    });
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let rx_run = rx.clone();
     let shutdown = move || {
         let mut rx = rx.clone();
         async move {
@@ -149,7 +227,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             shutdown(),
         )));
     }
-    secretsync::controller::run(client, settings, metrics, ready, shutdown()).await?;
+    secretsync::controller::run(client, settings, metrics, ready, audit, rx_run).await?;
     for s in servers {
         s.await??;
     }

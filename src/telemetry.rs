@@ -6,6 +6,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
@@ -38,6 +39,28 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabel {
+    provider: String,
+    operation: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderOnly {
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadyLabel {
+    ready: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabel {
     provider: String,
     result: String,
@@ -52,6 +75,17 @@ pub struct Metrics {
     secret_writes: Counter,
     status_writes: Counter,
     rotations: Counter,
+    restarts: Family<KindLabel, Counter>,
+    provider_calls: Family<CallLabel, Counter>,
+    provider_latency: Family<ProviderOnly, Histogram, fn() -> Histogram>,
+    secretrefs: Family<ReadyLabel, Gauge>,
+    nearest_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
+    audit_errors: Gauge,
+    throttles: Counter,
+    ready_state: std::sync::Mutex<(
+        std::collections::HashMap<String, bool>,
+        std::collections::HashMap<String, i64>,
+    )>,
 }
 
 impl Default for Metrics {
@@ -93,6 +127,48 @@ impl Default for Metrics {
             "Synced data that really changed after the first sync",
             rotations.clone(),
         );
+        let provider_calls = Family::<CallLabel, Counter>::default();
+        registry.register("provider_calls", "Provider API calls (batches, single reads, searches, retries) by provider, operation and result", provider_calls.clone());
+        let provider_latency =
+            Family::<ProviderOnly, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 12))
+            });
+        registry.register(
+            "provider_call_duration_seconds",
+            "Latency of provider API calls",
+            provider_latency.clone(),
+        );
+        let restarts = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "restarts",
+            "Workload restarts triggered by rotations, by workload kind",
+            restarts.clone(),
+        );
+        let secretrefs = Family::<ReadyLabel, Gauge>::default();
+        registry.register(
+            "secretrefs",
+            "SecretRefs by Ready state",
+            secretrefs.clone(),
+        );
+        let nearest_expiry = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "nearest_expiry_seconds",
+            "Seconds until the nearest provider-reported expiry of any synced value (negative: expired; none: +Inf)",
+            nearest_expiry.clone(),
+        );
+        nearest_expiry.set(f64::INFINITY);
+        let audit_errors = Gauge::default();
+        registry.register(
+            "audit_errors",
+            "Audit records that could not be written",
+            audit_errors.clone(),
+        );
+        let throttles = Counter::default();
+        registry.register(
+            "provider_throttles",
+            "Provider answers that asked us to slow down",
+            throttles.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -101,6 +177,14 @@ impl Default for Metrics {
             secret_writes,
             status_writes,
             rotations,
+            restarts,
+            provider_calls,
+            provider_latency,
+            secretrefs,
+            nearest_expiry,
+            audit_errors,
+            throttles,
+            ready_state: Default::default(),
         }
     }
 }
@@ -165,10 +249,79 @@ impl Metrics {
         self.rotations.inc();
     }
 
+    /// Counts a workload restart.
+    pub fn restarted(&self, kind: &str) {
+        self.restarts
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a throttled provider answer.
+    pub fn throttled(&self) {
+        self.throttles.inc();
+    }
+
+    /// Records the audit sink's error count.
+    pub fn set_audit_errors(&self, n: u64) {
+        self.audit_errors.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Records a SecretRef's Ready state (`None`: deleted) and its nearest expiry (Unix seconds).
+    pub fn set_secretref_state(&self, key: &str, ready: Option<bool>, expires_unix: Option<i64>) {
+        let mut st = self.ready_state.lock().unwrap_or_else(|p| p.into_inner());
+        let label = |b: bool| ReadyLabel {
+            ready: b.to_string(),
+        };
+        let old = match ready {
+            Some(r) => st.0.insert(key.to_string(), r),
+            None => st.0.remove(key),
+        };
+        if old != ready {
+            if let Some(o) = old {
+                self.secretrefs.get_or_create(&label(o)).dec();
+            }
+            if let Some(r) = ready {
+                self.secretrefs.get_or_create(&label(r)).inc();
+            }
+        }
+        match expires_unix {
+            Some(e) => st.1.insert(key.to_string(), e),
+            None => st.1.remove(key),
+        };
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        {
+            let st = self.ready_state.lock().unwrap_or_else(|p| p.into_inner());
+            let now = chrono::Utc::now().timestamp();
+            self.nearest_expiry.set(
+                st.1.values()
+                    .min()
+                    .map_or(f64::INFINITY, |e| (e - now) as f64),
+            );
+        }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl crate::providers::fetch::CallObserver for Metrics {
+    fn on_call(&self, o: &crate::providers::fetch::CallOutcome) {
+        let provider = o.provider.as_str().to_string();
+        let result = o.error.unwrap_or("success").to_string();
+        self.provider_calls
+            .get_or_create(&CallLabel {
+                provider: provider.clone(),
+                operation: o.operation.to_string(),
+                result,
+            })
+            .inc();
+        self.provider_latency
+            .get_or_create(&ProviderOnly { provider })
+            .observe(o.elapsed.as_secs_f64());
     }
 }

@@ -34,6 +34,16 @@ async fn sync_rotation_failure_and_recovery() {
     )
     .await;
     env.wait_ready("db", "True", "Synced").await;
+    // The store reports Ready once its provider answered.
+    let stores: Api<SecretStore> = env.api();
+    eventually(Duration::from_secs(15), "store Ready", || async {
+        let st = stores.get("store").await.ok()?.status?;
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(())
+    })
+    .await;
     let s = env.secret("db-credentials").await.expect("secret");
     let data = decoded(&s);
     assert_eq!(data["username"], "app");

@@ -73,6 +73,32 @@ pub struct SecretRefSpec {
     pub expiry: Option<Expiry>,
 }
 
+impl SecretRefSpec {
+    /// `target.creationPolicy` with its default (`Owner`).
+    pub fn creation_policy(&self) -> CreationPolicy {
+        self.target
+            .as_ref()
+            .and_then(|t| t.creation_policy)
+            .unwrap_or_default()
+    }
+
+    /// `target.deletionPolicy` with its default (`Retain`).
+    pub fn deletion_policy(&self) -> DeletionPolicy {
+        self.target
+            .as_ref()
+            .and_then(|t| t.deletion_policy)
+            .unwrap_or_default()
+    }
+
+    /// `target.driftPolicy` with its default (`Revert`).
+    pub fn drift_policy(&self) -> DriftPolicy {
+        self.target
+            .as_ref()
+            .and_then(|t| t.drift_policy)
+            .unwrap_or_default()
+    }
+}
+
 /// Which store a SecretRef reads from.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -368,6 +394,9 @@ pub struct SecretRefStatus {
     /// Authoritative not-found answers seen in a row (for `deletionPolicy: Delete`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_found: Option<NotFoundRecord>,
+    /// The last `secretsync.io/force-sync` annotation value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_force_sync: Option<String>,
 }
 
 /// Consecutive authoritative not-found answers.

@@ -1,6 +1,7 @@
 //! State shared by every reconcile.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use kube::{Client, ResourceExt};
 use super::stores::StoreResolver;
 use crate::api::{SecretRef, SecretRefStatus};
 use crate::audit::HmacKey;
+use crate::audit::trail::AuditLog;
 use crate::providers::fetch::Fetcher;
 use crate::telemetry::Metrics;
 
@@ -32,6 +34,21 @@ pub struct Settings {
     pub hmac_key_secret: String,
     /// Accept plain-HTTP provider endpoints that are not loopback addresses.
     pub allow_insecure_endpoints: bool,
+    /// Quiet period after the last rotation before a workload is restarted.
+    pub restart_debounce: Duration,
+    /// Leader election (`--leader-elect`); `None`: this replica always writes.
+    pub leader_election: Option<LeaseSettings>,
+}
+
+/// Leader-election timings.
+#[derive(Clone, Debug)]
+pub struct LeaseSettings {
+    /// Name of the Lease in the controller's namespace.
+    pub lease_name: String,
+    /// How long a lease is valid after its last renewal (seconds).
+    pub duration_secs: u64,
+    /// How long before expiry the holder renews (seconds).
+    pub grace_secs: u64,
 }
 
 /// What the controller remembers about one SecretRef between reconciles (in memory only).
@@ -64,11 +81,18 @@ pub struct Context {
     pub stores: StoreResolver,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The audit trail.
+    pub audit: Arc<AuditLog>,
+    /// Debounced workload restarts.
+    pub restarter: Arc<super::restart::Restarter>,
+    /// Whether this replica may write (always true without leader election).
+    pub leader: Arc<AtomicBool>,
     states: Mutex<HashMap<String, RefState>>,
 }
 
 impl Context {
     /// A context.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
         recorder: Recorder,
@@ -76,17 +100,41 @@ impl Context {
         hmac: HmacKey,
         stores: StoreResolver,
         metrics: Arc<Metrics>,
+        audit: Arc<AuditLog>,
+        leader: Arc<AtomicBool>,
     ) -> Self {
+        let restarter = Arc::new(super::restart::Restarter::new(
+            client.clone(),
+            settings.restart_debounce,
+        ));
+        let fetcher = Fetcher::default();
+        fetcher.set_observer(metrics.clone());
         Self {
             client,
             recorder,
             settings,
             hmac,
-            fetcher: Fetcher::default(),
+            fetcher,
             stores,
             metrics,
+            audit,
+            restarter,
+            leader,
             states: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether this replica holds the lease (or runs without leader election).
+    pub fn may_write(&self) -> bool {
+        self.leader.load(Ordering::Relaxed)
+    }
+
+    /// The audit actor of this controller.
+    pub fn actor(&self) -> String {
+        format!(
+            "controller/{}/{}",
+            self.settings.controller_namespace, self.settings.identity
+        )
     }
 
     /// `namespace/name` of a SecretRef.

@@ -2,10 +2,13 @@
 
 pub mod context;
 pub mod desired;
+pub mod leader;
 pub mod property;
 pub mod reconcile;
+pub mod restart;
 pub mod schedule;
 pub mod status;
+pub mod store_status;
 pub mod stores;
 pub mod target;
 pub mod template;
@@ -30,6 +33,7 @@ pub use context::{Context, Settings};
 
 use crate::api::{self, ClusterSecretStore, SecretRef, SecretStore, StoreKind};
 use crate::audit::HmacKey;
+use crate::audit::trail::AuditLog;
 use crate::telemetry::Metrics;
 
 /// Key of the HMAC key inside its Secret.
@@ -120,8 +124,15 @@ pub async fn run(
     settings: Settings,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    audit: Arc<AuditLog>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let stop = move || {
+        let mut rx = shutdown.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
     wait_for_crds(&client, settings.namespace.as_deref()).await;
     let hmac = load_or_create_hmac_key(&client, &settings).await?;
 
@@ -180,6 +191,10 @@ pub async fn run(
     );
     resolver.allow_insecure_endpoints = settings.allow_insecure_endpoints;
     let concurrency = settings.concurrency;
+    let lease = settings.leader_election.clone();
+    // Without leader election this replica always writes; with it, only while it holds the lease.
+    let leader = Arc::new(AtomicBool::new(lease.is_none()));
+    let lease_known = Arc::new(AtomicBool::new(lease.is_none()));
     let ctx = Arc::new(Context::new(
         client.clone(),
         recorder,
@@ -187,6 +202,28 @@ pub async fn run(
         hmac,
         resolver,
         metrics,
+        audit,
+        leader.clone(),
+    ));
+    let (became_leader_tx, became_leader_rx) = futures::channel::mpsc::unbounded::<()>();
+    let lease_task = lease.map(|l| {
+        tokio::spawn(leader::run(
+            client.clone(),
+            ctx.settings.controller_namespace.clone(),
+            ctx.settings.identity.clone(),
+            l,
+            leader.clone(),
+            lease_known.clone(),
+            became_leader_tx,
+            stop(),
+        ))
+    });
+    let restarter = tokio::spawn(ctx.restarter.clone().run(ctx.clone(), stop()));
+    let store_checks = tokio::spawn(store_status::run(
+        ctx.clone(),
+        store_reader.clone(),
+        cstore_reader.clone(),
+        stop(),
     ));
 
     let controller = Controller::new(
@@ -220,8 +257,12 @@ pub async fn run(
             sref_reader.clone(),
             ready.clone(),
         );
+        let known = lease_known.clone();
         tokio::spawn(async move {
             futures::join!(synced(&r1), synced(&r2), synced(&r3));
+            while !known.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             ready.store(true, Ordering::Relaxed);
             info!("watches synced; ready");
         });
@@ -238,11 +279,17 @@ pub async fn run(
             let owner = s.labels().get(api::SECRETREF_LABEL).cloned();
             owner.map(|o| ObjectRef::new(&o).within(&s.namespace().unwrap_or_default()))
         })
-        .graceful_shutdown_on(shutdown)
+        .reconcile_all_on(became_leader_rx)
+        .graceful_shutdown_on(stop())
         .run(
             move |sref, ctx: Arc<Context>| {
                 let (sr, csr) = (sr.clone(), csr.clone());
                 async move {
+                    // Replicas without the lease keep their watches warm but neither read providers
+                    // nor write; winning the lease reconciles everything.
+                    if !ctx.may_write() {
+                        return Ok(kube::runtime::controller::Action::await_change());
+                    }
                     // Never judge a store missing before the store watches have listed.
                     futures::join!(synced(&sr), synced(&csr));
                     reconcile::reconcile(sref, ctx).await
@@ -253,6 +300,11 @@ pub async fn run(
         )
         .for_each(|_| futures::future::ready(()))
         .await;
+    let _ = restarter.await;
+    let _ = store_checks.await;
+    if let Some(t) = lease_task {
+        let _ = t.await;
+    }
     info!("controller stopped");
     Ok(())
 }

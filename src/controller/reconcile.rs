@@ -46,6 +46,9 @@ pub enum Error {
     /// The desired Secret cannot be built (bad input).
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// This replica lost (or does not hold) the leader lease: it must not write.
+    #[error("not the leader; writes are left to the lease holder")]
+    NotLeader,
     /// The finalizer machinery failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
@@ -60,6 +63,7 @@ impl Error {
             Self::Store(e) => e.reason(),
             Self::Build(e) => e.reason,
             Self::Finalizer(_) => "FinalizerError",
+            Self::NotLeader => "NotLeader",
         }
     }
 
@@ -93,6 +97,7 @@ pub async fn reconcile(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     });
+    ctx.metrics.set_audit_errors(ctx.audit.errors());
     ctx.metrics.reconciled(
         res.as_ref()
             .map(|_| "success")
@@ -180,11 +185,18 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         return Ok(Action::await_change());
     }
 
+    // A new value of the force-sync annotation refreshes at once, bypassing every cache and backoff.
+    let force = sref.annotations().get(api::FORCE_SYNC_ANNOTATION).cloned();
+    let forced = force.is_some() && force != old_status.last_force_sync;
     // A new or changed SecretRef re-reads the store's external inputs (credentials, file store document).
     let spec_changed = old_status.observed_generation != generation;
-    let store = match ctx.stores.resolve(&sref, spec_changed).await {
+    let store = match ctx.stores.resolve(&sref, spec_changed || forced).await {
         Ok(s) => s,
         Err(e) => {
+            if e.is_denial() {
+                ctx.audit
+                    .record(audit_record(&ctx, &sref, None, "deny", e.reason()));
+            }
             let e = Error::Store(e);
             fail(&ctx, &sref, &old_status, &e).await?;
             return Err(e);
@@ -194,18 +206,8 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
     let tname = target_name(&sref);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = secrets.get_opt(&tname).await.map_err(kube_err)?;
-    let creation = sref
-        .spec
-        .target
-        .as_ref()
-        .and_then(|t| t.creation_policy)
-        .unwrap_or_default();
-    let drift_policy = sref
-        .spec
-        .target
-        .as_ref()
-        .and_then(|t| t.drift_policy)
-        .unwrap_or_default();
+    let creation = sref.spec.creation_policy();
+    let drift_policy = sref.spec.drift_policy();
 
     // Nothing to do before the object's refresh slot if the Secret provably holds what we last synced
     // for this generation: no provider call and no write (cold starts cost no provider storm).
@@ -220,19 +222,28 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         && existing.as_ref().is_some_and(|s| {
             secret_matches_status(s, &old_status, &sref.name_any(), creation, &ctx)
         });
-    if in_sync && !due {
+    if in_sync && !due && !forced {
         return Ok(schedule_next(&ctx, &sref, &key, interval));
     }
 
     // Fetch everything the SecretRef needs; any failure leaves the Secret untouched.
-    let max_age = if due {
-        interval / 2
+    let max_age = if forced {
+        Duration::ZERO
+    } else if due {
+        // Answers read by other SecretRefs earlier in this cycle are shared (one provider read per key
+        // per cycle); 0.95 rather than 1 so a SecretRef never reuses its own previous read.
+        interval.mul_f64(0.95)
     } else {
         Duration::from_secs(5)
     };
     let answers = match fetch_all(&ctx, &sref, &store, max_age).await {
         Ok(a) => a,
         Err(e) => {
+            if let Error::Store(StoreError::KeyNotAllowed { key, .. }) = &e {
+                let mut rec = audit_record(&ctx, &sref, Some(&store), "deny", e.reason());
+                rec.remote_key = Some(key.clone());
+                ctx.audit.record(rec);
+            }
             handle_fetch_failure(&ctx, &sref, &old_status, existing.as_ref(), &e).await?;
             return Err(e);
         }
@@ -271,6 +282,9 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
             return Err(e);
         }
         Decision::Create | Decision::Update { .. } => {
+            if !ctx.may_write() {
+                return Err(Error::NotLeader);
+            }
             let obj = target::apply_object(&desired, &ns, &name, creation);
             let pp = PatchParams::apply(&target::field_manager(creation, &name)).force();
             secrets
@@ -278,8 +292,15 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
                 .await
                 .map_err(kube_err)?;
             ctx.metrics.secret_written();
+            let mut rec = audit_record(&ctx, &sref, Some(&store), "write", "success");
+            rec.target = Some(format!("{ns}/{tname}"));
+            rec.hmac = Some(desired.data_hmac.clone());
+            ctx.audit.record(rec);
         }
         Decision::NoChange | Decision::DriftKept { .. } => {}
+    }
+    if forced {
+        st.last_force_sync = force.clone();
     }
 
     let first_sync = old_status.data_hmac.is_none();
@@ -293,6 +314,19 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
     st.data_hmac = Some(desired.data_hmac.clone());
     st.synced_keys = desired.synced_keys.clone();
     st.expires_at = desired.expires_at.map(api::time);
+    let expiring = expiry_warning(&sref, desired.expires_at, now);
+    match &expiring {
+        Some(msg) => cond::set_condition(
+            &mut st.conditions,
+            cond::EXPIRING,
+            true,
+            "Expiring",
+            msg,
+            generation,
+            now,
+        ),
+        None => cond::clear_condition(&mut st.conditions, cond::EXPIRING),
+    }
     match &decision {
         Decision::DriftKept { policy } if *policy == api::DriftPolicy::Alert => {
             cond::set_condition(
@@ -349,6 +383,7 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
             )
             .await;
             info!(secret = %tname, "data rotated");
+            schedule_restarts(&ctx, &sref, &tname, &desired.data_hmac).await;
         }
         Decision::Update { drift: true, .. } => {
             publish(
@@ -368,12 +403,117 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         }
         _ => {}
     }
+    if let Some(msg) = &expiring
+        && cond::condition(&old_status.conditions, cond::EXPIRING).is_none_or(|c| c.message != *msg)
+    {
+        publish(
+            &ctx,
+            &sref,
+            EventType::Warning,
+            "Expiring",
+            "Expire",
+            msg.clone(),
+        )
+        .await;
+    }
     write_status(&ctx, &sref, &old_status, st).await?;
+    ctx.metrics
+        .set_secretref_state(&key, Some(true), desired.expires_at.map(|e| e.timestamp()));
     ctx.with_state(&key, |s| {
         s.failures = 0;
         s.store_id = Some(store.handle.id.clone());
     });
     Ok(schedule_next(&ctx, &sref, &key, interval))
+}
+
+/// The `Expiring` message when a provider-reported expiry is within `expiry.warnBefore` (pure).
+pub fn expiry_warning(
+    sref: &SecretRef,
+    expires: Option<chrono::DateTime<Utc>>,
+    now: chrono::DateTime<Utc>,
+) -> Option<String> {
+    let expires = expires?;
+    let warn = sref
+        .spec
+        .expiry
+        .as_ref()?
+        .warn_before
+        .as_deref()
+        .and_then(|w| duration::parse(w).ok())?;
+    let left = expires - now;
+    if left <= chrono::Duration::zero() {
+        Some(format!(
+            "a synced value expired at {}",
+            expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+    } else if left.to_std().unwrap_or_default() <= warn {
+        Some(format!(
+            "a synced value expires at {} (within expiry.warnBefore {})",
+            expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            duration::format(warn)
+        ))
+    } else {
+        None
+    }
+}
+
+/// Queues restarts of the workloads named in `rotation.restart` and, with `auto`, of every workload
+/// of the namespace whose pod template uses the Secret.
+async fn schedule_restarts(ctx: &Context, sref: &SecretRef, secret: &str, hmac: &str) {
+    let Some(spec) = sref.spec.rotation.as_ref().and_then(|r| r.restart.as_ref()) else {
+        return;
+    };
+    let ns = sref.namespace().unwrap_or_default();
+    let mut targets: Vec<(api::WorkloadKind, String)> = spec
+        .targets
+        .iter()
+        .map(|t| (t.kind, t.name.clone()))
+        .collect();
+    if spec.auto == Some(true) {
+        match ctx.restarter.discover(&ns, secret).await {
+            Ok(found) => targets.extend(found),
+            Err(e) => {
+                warn!(error = %kube_error_summary(&e), "listing workloads for automatic restarts failed")
+            }
+        }
+    }
+    targets.sort();
+    targets.dedup();
+    if !targets.is_empty() {
+        ctx.restarter
+            .schedule(&ns, &targets, secret, hmac, sref.object_ref(&()));
+    }
+}
+
+/// An audit record about `sref` (the caller fills key, version and HMAC).
+fn audit_record(
+    ctx: &Context,
+    sref: &SecretRef,
+    store: Option<&Resolved>,
+    action: &str,
+    outcome: &str,
+) -> crate::audit::trail::Record {
+    let ns = sref.namespace().unwrap_or_default();
+    crate::audit::trail::Record {
+        ts: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        actor: ctx.actor(),
+        action: action.into(),
+        outcome: outcome.into(),
+        secret_ref: Some(format!("{ns}/{}", sref.name_any())),
+        store: Some(match store {
+            Some(s) if s.kind == api::StoreKind::ClusterSecretStore => {
+                format!("ClusterSecretStore/{}", s.name)
+            }
+            Some(s) => format!("SecretStore/{ns}/{}", s.name),
+            None => format!(
+                "{}/{}",
+                kind_name(sref.spec.store_ref.kind.unwrap_or_default()),
+                sref.spec.store_ref.name
+            ),
+        }),
+        provider: store.map(|s| s.handle.provider.kind().as_str().to_string()),
+        ..Default::default()
+    }
 }
 
 fn kind_name(k: api::StoreKind) -> &'static str {
@@ -505,6 +645,29 @@ async fn fetch_all(
     let results = ctx.fetcher.get_many(&store.handle, &reads, max_age).await;
     let mut first_err: Option<ProviderError> = None;
     for (r, res) in reads.into_iter().zip(results) {
+        let mut rec = audit_record(
+            ctx,
+            sref,
+            Some(store),
+            "read",
+            res.as_ref()
+                .map(|_| "success")
+                .unwrap_or_else(|e| e.reason()),
+        );
+        rec.remote_key = Some(r.key.clone());
+        match &res {
+            Ok(v) => {
+                rec.version = v.meta.version.clone();
+                rec.hmac = Some(ctx.hmac.key_hmac(&r.key, &v.value));
+            }
+            Err(e) => {
+                rec.version = r.version.clone();
+                if matches!(e, ProviderError::Throttled { .. }) {
+                    ctx.metrics.throttled();
+                }
+            }
+        }
+        ctx.audit.record(rec);
         ctx.metrics.provider_read(
             store.handle.provider.kind().as_str(),
             res.as_ref()
@@ -541,13 +704,12 @@ async fn handle_fetch_failure(
     existing: Option<&Secret>,
     e: &Error,
 ) -> Result<(), Error> {
-    let delete_policy = sref
-        .spec
-        .target
-        .as_ref()
-        .and_then(|t| t.deletion_policy)
-        .unwrap_or_default()
-        == DeletionPolicy::Delete;
+    if !ctx.may_write() {
+        return Ok(());
+    }
+    ctx.metrics
+        .set_secretref_state(&ctx.key_of(sref), Some(false), None);
+    let delete_policy = sref.spec.deletion_policy() == DeletionPolicy::Delete;
     let not_found = matches!(
         e,
         Error::Provider {
@@ -573,6 +735,9 @@ async fn handle_fetch_failure(
         && let Some(secret) = existing
         && target::is_owned_by(secret, &sref.name_any())
     {
+        if !ctx.may_write() {
+            return Err(Error::NotLeader);
+        }
         let tname = secret.name_any();
         let secrets: Api<Secret> =
             Api::namespaced(ctx.client.clone(), &sref.namespace().unwrap_or_default());
@@ -580,6 +745,9 @@ async fn handle_fetch_failure(
             .delete(&tname, &Default::default())
             .await
             .map_err(kube_err)?;
+        let mut arec = audit_record(ctx, sref, None, "delete", "success");
+        arec.target = Some(format!("{}/{tname}", sref.namespace().unwrap_or_default()));
+        ctx.audit.record(arec);
         publish(ctx, sref, EventType::Warning, "SecretDeleted", "Delete", format!("remote data is gone (not found {} times since {}); deleted Secret {tname:?} per deletionPolicy Delete", rec.count, api::from_time(&rec.since).to_rfc3339())).await;
     }
     let mut st = old.clone();
@@ -665,7 +833,7 @@ async fn write_status(
     old: &SecretRefStatus,
     new: SecretRefStatus,
 ) -> Result<(), Error> {
-    if &new == old {
+    if &new == old || !ctx.may_write() {
         return Ok(());
     }
     let api: Api<SecretRef> =
@@ -693,6 +861,9 @@ async fn publish(
     action: &str,
     note: String,
 ) {
+    if !ctx.may_write() {
+        return;
+    }
     let ev = Event {
         type_,
         reason: reason.into(),
@@ -708,6 +879,7 @@ async fn publish(
 async fn cleanup(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = ctx.key_of(&sref);
     ctx.forget(&key);
+    ctx.metrics.set_secretref_state(&key, None, None);
     let target = sref.spec.target.clone().unwrap_or_default();
     let policy = target.deletion_policy.unwrap_or_default();
     let creation = target.creation_policy.unwrap_or_default();
@@ -718,10 +890,16 @@ async fn cleanup(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Erro
         if let Some(s) = secrets.get_opt(&tname).await.map_err(kube_err)?
             && target::is_owned_by(&s, &sref.name_any())
         {
+            if !ctx.may_write() {
+                return Err(Error::NotLeader);
+            }
             secrets
                 .delete(&tname, &Default::default())
                 .await
                 .map_err(kube_err)?;
+            let mut rec = audit_record(&ctx, &sref, None, "delete", "success");
+            rec.target = Some(format!("{ns}/{tname}"));
+            ctx.audit.record(rec);
             info!(secret = %tname, "deleted Secret with its SecretRef (deletionPolicy Delete)");
         }
     }

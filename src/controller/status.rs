@@ -9,6 +9,8 @@ use crate::api::SecretRefStatus;
 pub const READY: &str = "Ready";
 /// Condition type set while a hand edit is kept (driftPolicy Alert).
 pub const DRIFTED: &str = "Drifted";
+/// Condition type set while a synced value is within `expiry.warnBefore` of its expiry (or expired).
+pub const EXPIRING: &str = "Expiring";
 
 /// Sets (or replaces) a condition, keeping `lastTransitionTime` when the status did not flip.
 pub fn set_condition(

@@ -124,21 +124,30 @@ pub struct Resolved {
     pub admitting: Option<Vec<ClusterStoreCondition>>,
 }
 
+/// The `allowedKeyPrefixes` rule of a cluster store (`admitting`: the conditions that admitted the
+/// namespace; `None` for namespaced stores, which have no key rule). Shared by the controller and `check`.
+pub fn check_key(
+    store: &str,
+    admitting: Option<&[ClusterStoreCondition]>,
+    namespace: &str,
+    key: &str,
+) -> Result<(), StoreError> {
+    match admitting {
+        Some(conds) if !tenancy::key_allowed(&conds.iter().collect::<Vec<_>>(), namespace, key) => {
+            Err(StoreError::KeyNotAllowed {
+                store: store.to_string(),
+                namespace: namespace.to_string(),
+                key: key.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Resolved {
     /// Whether a remote key may be read by a SecretRef in `namespace`.
     pub fn check_key(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
-        match &self.admitting {
-            Some(conds)
-                if !tenancy::key_allowed(&conds.iter().collect::<Vec<_>>(), namespace, key) =>
-            {
-                Err(StoreError::KeyNotAllowed {
-                    store: self.name.clone(),
-                    namespace: namespace.to_string(),
-                    key: key.to_string(),
-                })
-            }
-            _ => Ok(()),
-        }
+        check_key(&self.name, self.admitting.as_deref(), namespace, key)
     }
 }
 
@@ -208,7 +217,7 @@ impl StoreResolver {
                     .provider_for(
                         &format!("SecretStore/{ns}/{name}"),
                         &store.uid().unwrap_or_default(),
-                        store.resource_version(),
+                        config_version(&store.metadata),
                         &name,
                         &ns,
                         &spec.provider,
@@ -256,7 +265,7 @@ impl StoreResolver {
                     .provider_for(
                         &format!("ClusterSecretStore/{name}"),
                         &store.uid().unwrap_or_default(),
-                        store.resource_version(),
+                        config_version(&store.metadata),
                         &name,
                         &cns,
                         &spec.provider,
@@ -285,6 +294,56 @@ impl StoreResolver {
                 kube_error_summary(&e)
             )),
         }
+    }
+
+    /// Checks that a namespaced store's provider can be built and answers (`validate`), re-reading its
+    /// credentials: the store's `Ready` condition.
+    pub async fn check_store(&self, store: &SecretStore) -> Result<(), StoreError> {
+        let (ns, name) = (store.namespace().unwrap_or_default(), store.name_any());
+        let h = self
+            .provider_for(
+                &format!("SecretStore/{ns}/{name}"),
+                &store.uid().unwrap_or_default(),
+                config_version(&store.metadata),
+                &name,
+                &ns,
+                &store.spec.provider,
+                store.spec.rate_limit.as_ref(),
+                true,
+            )
+            .await?;
+        h.provider
+            .validate()
+            .await
+            .map_err(|e| StoreError::InvalidConfig {
+                store: name,
+                message: e.to_string(),
+            })
+    }
+
+    /// Like [`StoreResolver::check_store`] for a ClusterSecretStore (credentials from the controller's namespace).
+    pub async fn check_cluster_store(&self, store: &ClusterSecretStore) -> Result<(), StoreError> {
+        let name = store.name_any();
+        let cns = self.controller_namespace.clone();
+        let h = self
+            .provider_for(
+                &format!("ClusterSecretStore/{name}"),
+                &store.uid().unwrap_or_default(),
+                config_version(&store.metadata),
+                &name,
+                &cns,
+                &store.spec.provider,
+                store.spec.rate_limit.as_ref(),
+                true,
+            )
+            .await?;
+        h.provider
+            .validate()
+            .await
+            .map_err(|e| StoreError::InvalidConfig {
+                store: name,
+                message: e.to_string(),
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -327,6 +386,10 @@ impl StoreResolver {
             }
         } else if let Some(f) = &spec.file {
             self.file_provider(store_name, cred_ns, f).await
+        } else if let Some(v) = &spec.vault {
+            self.vault_provider(store_name, cred_ns, v).await
+        } else if let Some(aws) = &spec.aws {
+            self.aws_provider(store_name, cred_ns, aws).await
         } else {
             Err(StoreError::ProviderUnsupported {
                 store: store_name.to_string(),
@@ -356,6 +419,9 @@ impl StoreResolver {
         }
         let limiter = Arc::new(match rate {
             Some(r) => TokenBucket::new(r.qps, r.burst),
+            None if spec.vault.is_some() => TokenBucket::new(50.0, 100),
+            // AWS: BatchGetSecretValue and ListSecrets allow 100/s per account and region.
+            None if spec.aws.is_some() => TokenBucket::new(50.0, 100),
             None => TokenBucket::unlimited(),
         });
         let handle = StoreHandle {
@@ -522,6 +588,18 @@ impl StoreResolver {
     }
 }
 
+/// What identifies a store's configuration for caching: its generation (status writes do not change
+/// it) and its force-sync annotation (a new value drops cached answers and rebuilds the provider).
+fn config_version(meta: &kube::api::ObjectMeta) -> Option<String> {
+    let force = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::api::FORCE_SYNC_ANNOTATION))
+        .map(String::as_str)
+        .unwrap_or("");
+    Some(format!("g{}:{force}", meta.generation.unwrap_or_default()))
+}
+
 fn parse_interval(s: Option<&str>) -> Option<Duration> {
     s.and_then(|s| duration::parse(s).ok())
 }
@@ -531,5 +609,227 @@ pub fn kube_error_summary(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("API error {} {}", s.code, s.reason),
         other => other.to_string(),
+    }
+}
+
+/// The `vault` provider: credentials, CA bundle and client certificate are read from `ns` (the
+/// store's namespace, the controller's for cluster stores). The fingerprint names every Secret read
+/// (`name@resourceVersion`), so a changed credential rebuilds the provider and its Vault token.
+impl StoreResolver {
+    async fn vault_provider(
+        &self,
+        store: &str,
+        ns: &str,
+        v: &crate::api::VaultProvider,
+    ) -> Result<(Arc<dyn Provider>, String), StoreError> {
+        use crate::providers::vault::{VaultAuthConfig, VaultConfig, VaultProvider};
+        use base64::Engine;
+        let invalid = |message: String| StoreError::InvalidConfig {
+            store: store.to_string(),
+            message,
+        };
+        let mut fp = Vec::new();
+        let mount_of = |m: &Option<String>, default: &str| {
+            m.as_deref()
+                .map(|m| m.trim_matches('/'))
+                .filter(|m| !m.is_empty())
+                .unwrap_or(default)
+                .to_string()
+        };
+        let auth = if let Some(t) = &v.auth.token {
+            let (token, f) = self.read_secret_key(store, ns, &t.secret_ref).await?;
+            fp.push(f);
+            VaultAuthConfig::Token(token)
+        } else if let Some(a) = &v.auth.app_role {
+            let (secret_id, f) = self.read_secret_key(store, ns, &a.secret_ref).await?;
+            fp.push(f);
+            VaultAuthConfig::AppRole {
+                mount: mount_of(&a.mount_path, "approle"),
+                role_id: a.role_id.clone(),
+                secret_id,
+            }
+        } else if let Some(k) = &v.auth.kubernetes {
+            VaultAuthConfig::Kubernetes {
+                mount: mount_of(&k.mount_path, "kubernetes"),
+                role: k.role.clone(),
+                jwt: vault_jwt_source(
+                    store,
+                    self.client.clone(),
+                    ns,
+                    k.service_account_ref.as_ref(),
+                ),
+            }
+        } else {
+            return Err(invalid(
+                "vault.auth needs one of token, kubernetes, appRole".into(),
+            ));
+        };
+        let mut cfg = VaultConfig::new(store, &v.server, &v.path, auth);
+        cfg.kv_v2 = v.version.unwrap_or_default() == crate::api::VaultKvVersion::V2;
+        cfg.namespace = v.namespace.clone();
+        cfg.allow_insecure = self.allow_insecure_endpoints;
+        let mut ca = Vec::new();
+        if let Some(b) = &v.ca_bundle {
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .map_err(|_| invalid("vault.caBundle is not valid base64".into()))?;
+            ca.extend_from_slice(&pem);
+            ca.push(b'\n');
+        }
+        if let Some(sel) = &v.ca_secret_ref {
+            let (pem, f) = self.read_secret_key(store, ns, sel).await?;
+            fp.push(f);
+            ca.extend_from_slice(pem.expose());
+        }
+        if !ca.is_empty() {
+            cfg.ca_pem = Some(ca);
+        }
+        if let Some(sel) = &v.client_cert_secret_ref {
+            let key_of = |key: &str| crate::api::SecretKeySelector {
+                name: sel.name.clone(),
+                key: key.to_string(),
+            };
+            let (crt, f) = self.read_secret_key(store, ns, &key_of("tls.crt")).await?;
+            let (key, _) = self.read_secret_key(store, ns, &key_of("tls.key")).await?;
+            fp.push(f);
+            let mut both = Vec::with_capacity(crt.len() + key.len() + 1);
+            both.extend_from_slice(crt.expose());
+            both.push(b'\n');
+            both.extend_from_slice(key.expose());
+            cfg.client_identity = Some(crate::value::SecretBytes::new(both));
+        }
+        let provider = VaultProvider::new(cfg).map_err(|e| invalid(e.to_string()))?;
+        Ok((Arc::new(provider), fp.join(",")))
+    }
+}
+
+/// Where a Kubernetes-auth login gets its JWT: a TokenRequest for `sa` in `ns` (audiences as given;
+/// none = the API server's default), or the controller's own projected token when `sa` is unset.
+fn vault_jwt_source(
+    store: &str,
+    client: Client,
+    ns: &str,
+    sa: Option<&crate::api::ServiceAccountRef>,
+) -> crate::providers::vault::JwtSource {
+    use crate::providers::ProviderError;
+    use crate::value::SecretBytes;
+    const OWN_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+    let store = store.to_string();
+    let ns = ns.to_string();
+    let sa = sa.cloned();
+    Arc::new(move || {
+        let (store, ns, sa, client) = (store.clone(), ns.clone(), sa.clone(), client.clone());
+        Box::pin(async move {
+            let Some(sa) = sa else {
+                return std::fs::read(OWN_TOKEN)
+                    .map(|mut b| {
+                        while b.last().is_some_and(u8::is_ascii_whitespace) {
+                            b.pop();
+                        }
+                        SecretBytes::new(b)
+                    })
+                    .map_err(|e| ProviderError::InvalidConfig {
+                        message: format!(
+                            "vault store {store:?}: reading the controller's service account token {OWN_TOKEN}: {e} (set auth.kubernetes.serviceAccountRef)"
+                        ),
+                    });
+            };
+            use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+            use k8s_openapi::api::core::v1::ServiceAccount;
+            let api: Api<ServiceAccount> = Api::namespaced(client, &ns);
+            let req = TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: sa.audiences.clone(),
+                    expiration_seconds: Some(600),
+                    bound_object_ref: None,
+                },
+                ..Default::default()
+            };
+            match api
+                .create_token_request(&sa.name, &kube::api::PostParams::default(), &req)
+                .await
+            {
+                Ok(tr) => tr
+                    .status
+                    .map(|s| SecretBytes::from_string(s.token))
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| ProviderError::Transient {
+                        message: format!(
+                            "vault store {store:?}: the TokenRequest for service account {:?} returned no token",
+                            sa.name
+                        ),
+                    }),
+                Err(kube::Error::Api(s)) if s.code == 404 => Err(ProviderError::InvalidConfig {
+                    message: format!(
+                        "vault store {store:?}: service account {:?} not found in namespace {ns:?}",
+                        sa.name
+                    ),
+                }),
+                Err(kube::Error::Api(s)) if s.code == 403 => Err(ProviderError::AccessDenied {
+                    key: None,
+                    message: format!(
+                        "vault store {store:?}: the controller may not request tokens for service account {:?} in namespace {ns:?} (RBAC: serviceaccounts/token create)",
+                        sa.name
+                    ),
+                }),
+                Err(e) => Err(ProviderError::Transient {
+                    message: format!(
+                        "vault store {store:?}: requesting a token for service account {:?}: {}",
+                        sa.name,
+                        kube_error_summary(&e)
+                    ),
+                }),
+            }
+        })
+    })
+}
+
+/// The `aws` provider: static keys (if `auth.secretRef` is set) are read from `ns` (the store's
+/// namespace, the controller's for cluster stores); the fingerprint names each Secret read
+/// (`name@resourceVersion`), so rotated keys rebuild the provider and its SDK clients.
+impl StoreResolver {
+    async fn aws_provider(
+        &self,
+        store: &str,
+        ns: &str,
+        aws: &crate::api::AwsProvider,
+    ) -> Result<(Arc<dyn Provider>, String), StoreError> {
+        use crate::providers::aws::{AwsSecretsManager, AwsSettings, StaticCredentials};
+        let mut settings = AwsSettings::new(store, &aws.region);
+        settings.failover_regions = aws.failover_regions.clone();
+        settings.endpoint = aws.endpoint.clone();
+        settings.role = aws.role.clone();
+        settings.external_id = aws.external_id.clone();
+        settings.allow_insecure_endpoints = self.allow_insecure_endpoints;
+        let mut fp = Vec::new();
+        if let Some(auth) = &aws.auth {
+            let r = &auth.secret_ref;
+            let (access_key_id, f1) = self.read_secret_key(store, ns, &r.access_key_id).await?;
+            let (secret_access_key, f2) = self
+                .read_secret_key(store, ns, &r.secret_access_key)
+                .await?;
+            fp.extend([f1, f2]);
+            let session_token = match &r.session_token {
+                Some(sel) => {
+                    let (t, f) = self.read_secret_key(store, ns, sel).await?;
+                    fp.push(f);
+                    Some(t)
+                }
+                None => None,
+            };
+            settings.credentials = Some(StaticCredentials {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            });
+        }
+        let provider =
+            AwsSecretsManager::new(settings)
+                .await
+                .map_err(|e| StoreError::InvalidConfig {
+                    store: store.to_string(),
+                    message: e.to_string(),
+                })?;
+        Ok((Arc::new(provider), fp.join(",")))
     }
 }

@@ -5,9 +5,12 @@
 //! classified into a [`ProviderError`] whose [`ProviderError::reason`] is a stable, low-cardinality
 //! category used for conditions, events and metric labels. Messages never contain values.
 
+pub mod aws;
+pub mod env;
 pub mod fake;
 pub mod fetch;
 pub mod file;
+pub mod vault;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -184,6 +187,13 @@ pub trait Provider: Send + Sync {
 
     /// Reads one value.
     async fn get(&self, remote: &RemoteRef) -> Result<FetchedSecret, ProviderError>;
+
+    /// How many keys one `get_many` call answers at once (AWS `BatchGetSecretValue`: 20). The fetch
+    /// layer collects misses of concurrent callers into batches of up to this size; `1` (the
+    /// default) means the provider has no batch API and every key costs its own call.
+    fn max_batch(&self) -> usize {
+        1
+    }
 
     /// Reads many values at once; the answer has one entry per input, in order. Providers with a
     /// batch API (AWS `BatchGetSecretValue`) override this; one failing key never fails the others.

@@ -45,6 +45,21 @@ impl Operator {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM and waits up to `timeout` for the process to exit; returns its exit status.
+    pub fn terminate(mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Everything the process logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -130,8 +145,6 @@ impl Env {
             &self.ns,
             "--pod-namespace",
             &self.ns,
-            "--pod-name",
-            "secretsync-e2e",
             "--allow-inline-secrets",
             "--log-format",
             "json",
@@ -142,6 +155,9 @@ impl Env {
             "--health-addr",
             "127.0.0.1:0",
         ];
+        if !extra.contains(&"--pod-name") {
+            args.extend_from_slice(&["--pod-name", "secretsync-e2e"]);
+        }
         args.extend_from_slice(extra);
         let child = Command::new(env!("CARGO_BIN_EXE_secretsync"))
             .args(&args)
@@ -279,12 +295,15 @@ impl Env {
             .items
             .into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .map(|e| {
-                (
+            // The event recorder aggregates repeats into one Event with a series count.
+            .flat_map(|e| {
+                let n = e.series.as_ref().map_or(1, |s| s.count.max(1)) as usize;
+                let item = (
                     e.reason.unwrap_or_default(),
                     e.type_.unwrap_or_default(),
                     e.note.unwrap_or_default(),
-                )
+                );
+                std::iter::repeat_n(item, n)
             })
             .collect();
         let core: Api<Event> = self.api();

@@ -1,0 +1,1124 @@
+//! AWS Secrets Manager.
+//!
+//! **Clients.** One SDK client per region (the primary `region`, then each of `failoverRegions`),
+//! built once per store generation and shared by every reconcile: credentials are cached by the
+//! SDK's identity cache and refreshed before they expire. HTTPS goes through rustls (ring) with the
+//! system roots (`SSL_CERT_FILE` is honoured). Timeouts are short (connect 3 s, operation 10 s) and
+//! the SDK's own retries are off (`max_attempts = 1`): the shared fetch layer retries transient
+//! failures once with backoff and jitter, and this provider fails over between regions, so SDK
+//! retries would only multiply calls (3 SDK attempts × 2 fetch attempts × regions) and stretch a
+//! reconcile far past its deadline.
+//!
+//! **Credentials.** `auth.secretRef` → static keys (optionally a session token) from a Secret;
+//! no `auth` → the SDK default chain (environment, web identity / IRSA, EKS Pod Identity, ECS,
+//! instance profile). `role` → `sts:AssumeRole` with those base credentials (and `externalId`),
+//! session name `secretsync`. An `endpoint` applies to Secrets Manager only (VPC endpoint or an
+//! emulator); STS uses its regional endpoint (or `AWS_ENDPOINT_URL_STS`).
+//!
+//! **Reads.** Latest values (no `version`, or `AWSCURRENT`) of up to 20 keys go out as one
+//! `BatchGetSecretValue` (`SecretIdList`); its per-id `Errors[]` are mapped one by one, so one missing
+//! or denied key never fails the others, and an id absent from both lists is a transient error (never
+//! not-found). A single latest key uses `GetSecretValue` (same cost, and it needs only
+//! `secretsmanager:GetSecretValue`). If `BatchGetSecretValue` itself is denied (the IAM policy lacks
+//! it), the provider says so once in the log and reads key by key from then on. Pinned versions use
+//! `GetSecretValue` with a `VersionId` or `VersionStage`, see [`VersionSelector::parse`].
+//! `SecretString` is returned as its UTF-8 bytes, `SecretBinary` as raw bytes.
+//!
+//! **Metadata.** `version` = the VersionId read; `created` and `updated` = that version's
+//! `CreatedDate` (the moment the value last changed); `served_by` = the region that answered.
+//! `LastRotatedDate`/`NextRotationDate` would need a `DescribeSecret` per key and are not read;
+//! AWS has no expiry date, so `expires` stays empty.
+//!
+//! **Failover.** Each call goes to the primary region first; on a transient failure (timeout,
+//! connection error, 5xx) the same call is sent to each failover region in order. Not-found, access
+//! denied and throttling never fail over (they are answers, not outages). After a failover region has
+//! served, it is tried first for [`STICKY_FAILOVER`] before the primary is probed again, so an
+//! outage does not cost a failed primary call per read. ARNs are rewritten to the replica's region.
+//!
+//! **Errors.** `ResourceNotFoundException` → not-found (authoritative); `AccessDeniedException`,
+//! `UnrecognizedClientException`, `ExpiredTokenException`, `InvalidSignatureException`,
+//! `DecryptionFailure` and other credential/KMS failures → access denied; `ThrottlingException`,
+//! `TooManyRequestsException` or HTTP 429 → throttled (with `Retry-After` when present);
+//! `InternalServiceError`, HTTP 5xx, timeouts, connection failures and unreadable responses →
+//! transient; `InvalidRequestException`/`InvalidParameterException` (e.g. a secret scheduled for
+//! deletion) → invalid. Any other code is transient: it is retried, never taken as not-found.
+//! Messages carry the key, the region and the AWS error code, never a value.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::Region;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use chrono::{DateTime, Utc};
+
+use super::{
+    FetchedSecret, FindQuery, Provider, ProviderError, ProviderKind, RemoteRef, SecretMetadata,
+    check_endpoint, compile_name_regexp, name_matches,
+};
+use crate::value::SecretBytes;
+
+/// Ids per `BatchGetSecretValue` call (the AWS limit).
+pub const MAX_BATCH: usize = 20;
+
+/// How long a failover region that served stays first in line before the primary is tried again.
+pub const STICKY_FAILOVER: Duration = Duration::from_secs(60);
+
+/// Pages of `ListSecrets` (100 names each) one search reads at most.
+const MAX_LIST_PAGES: usize = 100;
+
+/// Static AWS credentials (from the store's credentials Secret).
+pub struct StaticCredentials {
+    /// `AKIA...` / `ASIA...`.
+    pub access_key_id: SecretBytes,
+    /// The secret access key.
+    pub secret_access_key: SecretBytes,
+    /// A session token (temporary credentials).
+    pub session_token: Option<SecretBytes>,
+}
+
+/// SDK timeouts.
+#[derive(Clone, Copy, Debug)]
+pub struct AwsTimeouts {
+    /// TCP/TLS connect.
+    pub connect: Duration,
+    /// One whole call (the SDK does not retry, so one attempt).
+    pub operation: Duration,
+}
+
+impl Default for AwsTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(3),
+            operation: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything needed to build the provider of one store.
+pub struct AwsSettings {
+    /// The store's name (for messages).
+    pub store: String,
+    /// Primary region.
+    pub region: String,
+    /// Replica regions, in order.
+    pub failover_regions: Vec<String>,
+    /// Secrets Manager endpoint override.
+    pub endpoint: Option<String>,
+    /// Role to assume.
+    pub role: Option<String>,
+    /// External id for AssumeRole.
+    pub external_id: Option<String>,
+    /// Static keys; `None` = the SDK default chain.
+    pub credentials: Option<StaticCredentials>,
+    /// `--allow-insecure-endpoints`.
+    pub allow_insecure_endpoints: bool,
+    /// SDK timeouts.
+    pub timeouts: AwsTimeouts,
+    /// STS endpoint override for AssumeRole (tests; in production the regional STS endpoint or
+    /// `AWS_ENDPOINT_URL_STS`).
+    pub sts_endpoint: Option<String>,
+}
+
+impl AwsSettings {
+    /// Settings for `store` in `region` with the default chain and default timeouts.
+    pub fn new(store: impl Into<String>, region: impl Into<String>) -> Self {
+        Self {
+            store: store.into(),
+            region: region.into(),
+            failover_regions: Vec::new(),
+            endpoint: None,
+            role: None,
+            external_id: None,
+            credentials: None,
+            allow_insecure_endpoints: false,
+            timeouts: AwsTimeouts::default(),
+            sts_endpoint: None,
+        }
+    }
+}
+
+/// How a `remoteRef.version` string selects a secret version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VersionSelector {
+    /// A `VersionId`.
+    Id(String),
+    /// A `VersionStage` (staging label).
+    Stage(String),
+}
+
+impl VersionSelector {
+    /// The rule: `stage:NAME` and `id:VALUE` say it explicitly; otherwise a string starting with
+    /// `AWS` (`AWSCURRENT`, `AWSPREVIOUS`, `AWSPENDING`) is a stage, a string of 32–64 letters, digits
+    /// and `-` (the VersionId format; AWS generates UUIDs) is a version id, and anything else is a
+    /// custom staging label.
+    pub fn parse(v: &str) -> Self {
+        if let Some(s) = v.strip_prefix("stage:") {
+            return Self::Stage(s.to_string());
+        }
+        if let Some(s) = v.strip_prefix("id:") {
+            return Self::Id(s.to_string());
+        }
+        if v.starts_with("AWS") {
+            return Self::Stage(v.to_string());
+        }
+        if (32..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            Self::Id(v.to_string())
+        } else {
+            Self::Stage(v.to_string())
+        }
+    }
+}
+
+/// The SDK HTTP client: hyper + rustls with ring, system roots (`SSL_CERT_FILE` honoured); also
+/// serves plain `http://` for loopback endpoints.
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+/// Whether a read is of the current version (batchable).
+fn is_current(version: Option<&str>) -> bool {
+    version.is_none_or(|v| VersionSelector::parse(v) == VersionSelector::Stage("AWSCURRENT".into()))
+}
+
+struct Regional {
+    region: String,
+    client: Client,
+}
+
+/// A classified failure plus the raw AWS error code (for decisions like the batch fallback).
+struct Failure {
+    err: ProviderError,
+    code: Option<String>,
+}
+
+/// The AWS Secrets Manager provider of one store.
+pub struct AwsSecretsManager {
+    store: String,
+    regions: Vec<Regional>,
+    preferred: Mutex<Option<(usize, Instant)>>,
+    batch_denied: AtomicBool,
+}
+
+impl AwsSecretsManager {
+    /// Builds the SDK clients (no network call: credentials are resolved on first use).
+    pub async fn new(s: AwsSettings) -> Result<Self, ProviderError> {
+        let invalid = |message: String| ProviderError::InvalidConfig { message };
+        let mut regions: Vec<String> = vec![s.region.clone()];
+        for r in &s.failover_regions {
+            if !regions.contains(r) {
+                regions.push(r.clone());
+            }
+        }
+        for r in &regions {
+            if r.is_empty()
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(invalid(format!("aws: {r:?} is not a region name")));
+            }
+        }
+        if let Some(ep) = &s.endpoint {
+            check_endpoint(ep, s.allow_insecure_endpoints)?;
+        }
+        if let Some(ep) = &s.sts_endpoint {
+            check_endpoint(ep, s.allow_insecure_endpoints)?;
+        }
+        if let Some(role) = &s.role
+            && !role.starts_with("arn:")
+        {
+            return Err(invalid(format!("aws.role {role:?} is not an IAM role ARN")));
+        }
+
+        let http = https_client();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(s.region.clone()))
+            .http_client(http)
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(s.timeouts.connect)
+                    .operation_timeout(s.timeouts.operation)
+                    .operation_attempt_timeout(s.timeouts.operation)
+                    .build(),
+            );
+        if let Some(c) = &s.credentials {
+            let text = |v: &SecretBytes, what: &str| -> Result<String, ProviderError> {
+                let t = v
+                    .expose_str()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| invalid(format!("aws: the {what} is empty or not UTF-8")))?;
+                Ok(t.to_string())
+            };
+            let creds = Credentials::new(
+                text(&c.access_key_id, "access key id")?,
+                text(&c.secret_access_key, "secret access key")?,
+                c.session_token
+                    .as_ref()
+                    .map(|t| text(t, "session token"))
+                    .transpose()?,
+                None,
+                "secretsync-static",
+            );
+            loader = loader.credentials_provider(creds);
+        }
+        let mut conf = loader.load().await;
+        if let Some(role) = &s.role {
+            let mut sts_conf = conf.clone();
+            if let Some(ep) = &s.sts_endpoint {
+                sts_conf = sts_conf.into_builder().endpoint_url(ep).build();
+            }
+            let mut b = AssumeRoleProvider::builder(role)
+                .session_name("secretsync")
+                .region(Region::new(s.region.clone()))
+                .configure(&sts_conf);
+            if let Some(x) = &s.external_id {
+                b = b.external_id(x);
+            }
+            let assume = b.build().await;
+            conf = conf
+                .into_builder()
+                .credentials_provider(SharedCredentialsProvider::new(assume))
+                .build();
+        }
+        let regions = regions
+            .into_iter()
+            .map(|region| {
+                let mut b = aws_sdk_secretsmanager::config::Builder::from(&conf)
+                    .region(Region::new(region.clone()));
+                if let Some(ep) = &s.endpoint {
+                    b = b.endpoint_url(ep);
+                }
+                Regional {
+                    region,
+                    client: Client::from_conf(b.build()),
+                }
+            })
+            .collect();
+        Ok(Self {
+            store: s.store,
+            regions,
+            preferred: Mutex::new(None),
+            batch_denied: AtomicBool::new(false),
+        })
+    }
+
+    /// The regions, primary first.
+    pub fn regions(&self) -> Vec<&str> {
+        self.regions.iter().map(|r| r.region.as_str()).collect()
+    }
+
+    /// Region indexes in the order to try them.
+    fn order(&self) -> Vec<usize> {
+        let start = match *lock(&self.preferred) {
+            Some((i, t)) if t.elapsed() < STICKY_FAILOVER && i < self.regions.len() => i,
+            _ => 0,
+        };
+        std::iter::once(start)
+            .chain((0..self.regions.len()).filter(|&i| i != start))
+            .collect()
+    }
+
+    /// Runs `op` against the regions in order until one answers with anything but a transient error.
+    async fn with_failover<'a, T, F, Fut>(&'a self, op: F) -> Result<(T, &'a str), Failure>
+    where
+        F: Fn(&'a Regional) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let mut last: Option<Failure> = None;
+        for i in self.order() {
+            let reg = &self.regions[i];
+            match op(reg).await {
+                Ok(v) => {
+                    let mut p = lock(&self.preferred);
+                    *p = if i == 0 {
+                        None
+                    } else {
+                        Some((i, Instant::now()))
+                    };
+                    return Ok((v, reg.region.as_str()));
+                }
+                Err(f) if matches!(f.err, ProviderError::Transient { .. }) => {
+                    if self.regions.len() > 1 {
+                        tracing::info!(
+                            store = %self.store,
+                            region = %reg.region,
+                            error = %f.err,
+                            "aws region failed; trying the next region"
+                        );
+                    }
+                    // Forget a failover preference that stopped working.
+                    let mut p = lock(&self.preferred);
+                    if p.is_some_and(|(pi, _)| pi == i) {
+                        *p = None;
+                    }
+                    drop(p);
+                    last = Some(f);
+                }
+                Err(f) => return Err(f),
+            }
+        }
+        Err(last.unwrap_or(Failure {
+            err: ProviderError::Transient {
+                message: "no region configured".into(),
+            },
+            code: None,
+        }))
+    }
+
+    /// One `GetSecretValue`.
+    async fn get_one(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<FetchedSecret, ProviderError> {
+        let sel = version.map(VersionSelector::parse);
+        let r = self
+            .with_failover(|reg| {
+                let sel = sel.clone();
+                async move {
+                    let id = id_for_region(key, &reg.region, &self.regions[0].region);
+                    let mut req = reg.client.get_secret_value().secret_id(id);
+                    match sel {
+                        Some(VersionSelector::Id(v)) => req = req.version_id(v),
+                        Some(VersionSelector::Stage(v)) => req = req.version_stage(v),
+                        None => {}
+                    }
+                    req.send()
+                        .await
+                        .map_err(|e| classify_sdk(&e, Some(key), &reg.region))
+                }
+            })
+            .await;
+        let (out, region) = r.map_err(|f| f.err)?;
+        to_fetched(
+            key,
+            out.secret_string,
+            out.secret_binary.map(|b| b.into_inner()),
+            out.version_id,
+            out.created_date.as_ref(),
+            region,
+        )
+    }
+
+    /// One `BatchGetSecretValue` for up to [`MAX_BATCH`] distinct ids; one answer per id, in order.
+    async fn batch(&self, ids: &[String]) -> Vec<Result<FetchedSecret, ProviderError>> {
+        if ids.len() == 1 || self.batch_denied.load(Ordering::Relaxed) {
+            return futures::future::join_all(ids.iter().map(|id| self.get_one(id, None))).await;
+        }
+        let primary = self.regions[0].region.as_str();
+        let r = self
+            .with_failover(|reg| async move {
+                let sent: Vec<String> = ids
+                    .iter()
+                    .map(|id| id_for_region(id, &reg.region, primary))
+                    .collect();
+                let r = reg
+                    .client
+                    .batch_get_secret_value()
+                    .set_secret_id_list(Some(sent.clone()))
+                    .send()
+                    .await;
+                match r {
+                    Ok(out) => Ok((sent, out)),
+                    Err(e) => Err(classify_sdk(&e, None, &reg.region)),
+                }
+            })
+            .await;
+        let ((sent, out), region) = match r {
+            Ok(v) => v,
+            Err(f) if f.code.as_deref() == Some("AccessDeniedException") => {
+                // Per-secret denials come back in Errors[]: a denial of the whole call means the
+                // policy lacks secretsmanager:BatchGetSecretValue. Read key by key from now on.
+                if !self.batch_denied.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        store = %self.store,
+                        "secretsmanager:BatchGetSecretValue is denied; reading secrets one by one (grant it to batch up to 20 reads per call)"
+                    );
+                }
+                return futures::future::join_all(ids.iter().map(|id| self.get_one(id, None)))
+                    .await;
+            }
+            Err(f) => return ids.iter().map(|_| Err(f.err.clone())).collect(),
+        };
+        let mut entries: Vec<Option<aws_sdk_secretsmanager::types::SecretValueEntry>> = out
+            .secret_values
+            .unwrap_or_default()
+            .into_iter()
+            .map(Some)
+            .collect();
+        let errors = out.errors.unwrap_or_default();
+        ids.iter()
+            .zip(&sent)
+            .map(|(id, s)| {
+                if let Some(e) = entries
+                    .iter_mut()
+                    .find(|e| e.as_ref().is_some_and(|e| entry_matches(s, e.name(), e.arn())))
+                    .and_then(Option::take)
+                {
+                    return to_fetched(
+                        id,
+                        e.secret_string,
+                        e.secret_binary.map(|b| b.into_inner()),
+                        e.version_id,
+                        e.created_date.as_ref(),
+                        region,
+                    );
+                }
+                if let Some(e) = errors.iter().find(|e| e.secret_id() == Some(s.as_str())) {
+                    return Err(classify_code(
+                        e.error_code(),
+                        e.message(),
+                        None,
+                        None,
+                        Some(id),
+                        region,
+                    ));
+                }
+                Err(ProviderError::Transient {
+                    message: format!(
+                        "BatchGetSecretValue in {region} returned neither a value nor an error for {id:?}"
+                    ),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Provider for AwsSecretsManager {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Aws
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    async fn get(&self, remote: &RemoteRef) -> Result<FetchedSecret, ProviderError> {
+        let mut v = self.get_many(std::slice::from_ref(remote)).await;
+        v.pop().unwrap_or_else(|| {
+            Err(ProviderError::Transient {
+                message: "no answer".into(),
+            })
+        })
+    }
+
+    async fn get_many(&self, remotes: &[RemoteRef]) -> Vec<Result<FetchedSecret, ProviderError>> {
+        // Current versions: distinct ids in batches of 20. Pinned versions: one call each.
+        let mut current: Vec<String> = Vec::new();
+        for r in remotes {
+            if is_current(r.version.as_deref()) && !current.contains(&r.key) {
+                current.push(r.key.clone());
+            }
+        }
+        let batches = futures::future::join_all(current.chunks(MAX_BATCH).map(|c| self.batch(c)));
+        let pinned = futures::future::join_all(
+            remotes
+                .iter()
+                .filter(|r| !is_current(r.version.as_deref()))
+                .map(|r| self.get_one(&r.key, r.version.as_deref())),
+        );
+        let (batches, pinned) = futures::join!(batches, pinned);
+        let current_answers: Vec<Result<FetchedSecret, ProviderError>> =
+            batches.into_iter().flatten().collect();
+        let mut pinned = pinned.into_iter();
+        remotes
+            .iter()
+            .map(|r| {
+                if is_current(r.version.as_deref()) {
+                    current
+                        .iter()
+                        .position(|k| *k == r.key)
+                        .and_then(|i| current_answers.get(i).cloned())
+                        .unwrap_or_else(|| {
+                            Err(ProviderError::Transient {
+                                message: format!("no answer for {:?}", r.key),
+                            })
+                        })
+                } else {
+                    pinned.next().unwrap_or_else(|| {
+                        Err(ProviderError::Transient {
+                            message: format!("no answer for {:?}", r.key),
+                        })
+                    })
+                }
+            })
+            .collect()
+    }
+
+    async fn find(&self, query: &FindQuery) -> Result<Vec<String>, ProviderError> {
+        let re = query
+            .name_regexp
+            .as_deref()
+            .map(compile_name_regexp)
+            .transpose()?;
+        // Server-side filters narrow the listing (AWS matches them loosely: prefixes of words, and
+        // tag keys and values independently); the exact match is done here.
+        let mut filters = Vec::new();
+        if let Some(p) = query.path.as_deref().filter(|p| filter_value_ok(p)) {
+            filters.push(filter(FilterNameStringType::Name, [p.to_string()]));
+        }
+        if !query.tags.is_empty() {
+            let keys: Vec<String> = query
+                .tags
+                .keys()
+                .filter(|k| filter_value_ok(k))
+                .cloned()
+                .collect();
+            if keys.len() == query.tags.len() {
+                filters.push(filter(FilterNameStringType::TagKey, keys));
+            }
+            let values: Vec<String> = query
+                .tags
+                .values()
+                .filter(|v| filter_value_ok(v))
+                .cloned()
+                .collect();
+            if values.len() == query.tags.len() {
+                filters.push(filter(FilterNameStringType::TagValue, values));
+            }
+        }
+        let filters = &filters;
+        let (listed, _) = self
+            .with_failover(|reg| async move {
+                let mut found: Vec<(String, Vec<(String, String)>)> = Vec::new();
+                let mut token: Option<String> = None;
+                for _ in 0..MAX_LIST_PAGES {
+                    let r = reg
+                        .client
+                        .list_secrets()
+                        .set_filters((!filters.is_empty()).then(|| filters.clone()))
+                        .max_results(100)
+                        .set_next_token(token.take())
+                        .send()
+                        .await;
+                    let out = match r {
+                        Ok(out) => out,
+                        Err(e) => return Err(classify_sdk(&e, None, &reg.region)),
+                    };
+                    for e in out.secret_list.unwrap_or_default() {
+                        if let Some(name) = e.name {
+                            let tags = e
+                                .tags
+                                .unwrap_or_default()
+                                .into_iter()
+                                .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+                                .collect();
+                            found.push((name, tags));
+                        }
+                    }
+                    token = out.next_token.filter(|t| !t.is_empty());
+                    if token.is_none() {
+                        return Ok(found);
+                    }
+                }
+                Err::<Vec<(String, Vec<(String, String)>)>, Failure>(Failure {
+                    err: ProviderError::InvalidConfig {
+                        message: format!(
+                            "find matches more than {} secrets; narrow the path or tags",
+                            MAX_LIST_PAGES * 100
+                        ),
+                    },
+                    code: None,
+                })
+            })
+            .await
+            .map_err(|f| f.err)?;
+        let mut names: Vec<String> = listed
+            .into_iter()
+            .filter(|(name, tags)| {
+                name_matches(query, re.as_ref(), name)
+                    && query
+                        .tags
+                        .iter()
+                        .all(|(k, v)| tags.iter().any(|(tk, tv)| tk == k && tv == v))
+            })
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    async fn validate(&self) -> Result<(), ProviderError> {
+        let r = self
+            .with_failover(|reg| async move {
+                reg.client
+                    .list_secrets()
+                    .max_results(1)
+                    .send()
+                    .await
+                    .map_err(|e| classify_sdk(&e, None, &reg.region))
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            // Signed and recognised, only not allowed to list: the credentials work.
+            Err(f) if f.code.as_deref() == Some("AccessDeniedException") => Ok(()),
+            Err(f) => Err(f.err),
+        }
+    }
+}
+
+fn filter(key: FilterNameStringType, values: impl IntoIterator<Item = String>) -> Filter {
+    Filter::builder()
+        .key(key)
+        .set_values(Some(values.into_iter().collect()))
+        .build()
+}
+
+/// Whether a string may be sent as a `ListSecrets` filter value (AWS pattern, no negation).
+fn filter_value_ok(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 512
+        && !v.starts_with('!')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b" :_@/+=.-".contains(&b))
+}
+
+/// A secret ARN rewritten to a replica region (names are the same in every region).
+fn id_for_region(id: &str, region: &str, primary: &str) -> String {
+    if region == primary {
+        return id.to_string();
+    }
+    let parts: Vec<&str> = id.splitn(5, ':').collect();
+    if parts.len() == 5 && parts[0] == "arn" && parts[2] == "secretsmanager" {
+        format!("arn:{}:secretsmanager:{region}:{}", parts[1], parts[4])
+    } else {
+        id.to_string()
+    }
+}
+
+/// Whether a `SecretValueEntry` answers the id sent: by name, full ARN, or partial ARN (the ARN
+/// without AWS's random 6-character suffix).
+fn entry_matches(sent: &str, name: Option<&str>, arn: Option<&str>) -> bool {
+    if name == Some(sent) || arn == Some(sent) {
+        return true;
+    }
+    sent.starts_with("arn:")
+        && arn.is_some_and(|a| {
+            a.len() == sent.len() + 7
+                && a.starts_with(sent)
+                && a.as_bytes().get(sent.len()) == Some(&b'-')
+        })
+}
+
+fn to_fetched(
+    key: &str,
+    string: Option<String>,
+    binary: Option<Vec<u8>>,
+    version: Option<String>,
+    created: Option<&aws_smithy_types::DateTime>,
+    region: &str,
+) -> Result<FetchedSecret, ProviderError> {
+    let value = match (string, binary) {
+        (Some(s), _) => SecretBytes::from_string(s),
+        (None, Some(b)) => SecretBytes::new(b),
+        (None, None) => {
+            return Err(ProviderError::InvalidResponse {
+                key: key.to_string(),
+                message: format!(
+                    "the current version in {region} has neither SecretString nor SecretBinary"
+                ),
+            });
+        }
+    };
+    let created = created.and_then(|d| DateTime::<Utc>::from_timestamp(d.secs(), d.subsec_nanos()));
+    Ok(FetchedSecret {
+        value,
+        meta: SecretMetadata {
+            version,
+            created,
+            updated: created,
+            expires: None,
+            served_by: Some(region.to_string()),
+        },
+    })
+}
+
+/// Classifies an SDK error. Never includes response bodies (a truncated body may hold a value).
+fn classify_sdk<E>(e: &SdkError<E, HttpResponse>, key: Option<&str>, region: &str) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let transient = |message: String| Failure {
+        err: ProviderError::Transient { message },
+        code: None,
+    };
+    let what = key.map(|k| format!(" reading {k:?}")).unwrap_or_default();
+    match e {
+        SdkError::ServiceError(se) => {
+            let raw = se.raw();
+            let status = raw.status().as_u16();
+            let retry_after = raw.headers().get("retry-after").and_then(parse_retry_after);
+            let code = se.err().code().map(clean_code);
+            Failure {
+                err: classify_code(
+                    code.as_deref(),
+                    se.err().message(),
+                    Some(status),
+                    retry_after,
+                    key,
+                    region,
+                ),
+                code,
+            }
+        }
+        SdkError::TimeoutError(_) => transient(format!("AWS {region}: timed out{what}")),
+        SdkError::ResponseError(re) => transient(format!(
+            "AWS {region}: unreadable response (HTTP {}){what}",
+            re.raw().status().as_u16()
+        )),
+        SdkError::DispatchFailure(d) => {
+            if let Some(c) = find_source::<CredentialsError>(e) {
+                return Failure {
+                    err: match c {
+                        CredentialsError::ProviderTimedOut(_) | CredentialsError::Unhandled(_) => {
+                            ProviderError::Transient {
+                                message: format!(
+                                    "AWS {region}: loading credentials failed: {}",
+                                    chain(c)
+                                ),
+                            }
+                        }
+                        _ => ProviderError::AccessDenied {
+                            key: key.map(str::to_string),
+                            message: format!("AWS {region}: no usable credentials: {}", chain(c)),
+                        },
+                    },
+                    code: None,
+                };
+            }
+            let kind = if d.is_timeout() {
+                "timed out"
+            } else if d.is_io() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            transient(format!("AWS {region}: {kind}{what}: {}", chain(e)))
+        }
+        SdkError::ConstructionFailure(_) => Failure {
+            err: ProviderError::InvalidConfig {
+                message: format!(
+                    "AWS {region}: building the request failed{what}: {}",
+                    chain(e)
+                ),
+            },
+            code: None,
+        },
+        _ => transient(format!("AWS {region}: request failed{what}")),
+    }
+}
+
+/// Classifies an AWS error code (from a response or a `BatchGetSecretValue` `Errors[]` entry).
+fn classify_code(
+    code: Option<&str>,
+    message: Option<&str>,
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    key: Option<&str>,
+    region: &str,
+) -> ProviderError {
+    let code = code.map(clean_code);
+    let code_str = code.as_deref().unwrap_or("");
+    let detail = {
+        let mut d = format!(
+            "AWS {region}: {}",
+            if code_str.is_empty() {
+                "error"
+            } else {
+                code_str
+            }
+        );
+        if let Some(s) = status {
+            d.push_str(&format!(" (HTTP {s})"));
+        }
+        if let Some(m) = message.filter(|m| !m.is_empty()) {
+            let m: String = m.chars().take(200).collect();
+            d.push_str(": ");
+            d.push_str(&m);
+        }
+        d
+    };
+    let key_owned = key.map(str::to_string);
+    match code_str {
+        "ResourceNotFoundException" => ProviderError::NotFound {
+            key: key.unwrap_or("").to_string(),
+        },
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnrecognizedClientException"
+        | "ExpiredTokenException"
+        | "ExpiredToken"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "IncompleteSignature"
+        | "InvalidClientTokenId"
+        | "MissingAuthenticationToken"
+        | "MissingAuthenticationTokenException"
+        | "NotAuthorized"
+        | "DecryptionFailure"
+        | "KMSAccessDeniedException"
+        | "KMSDisabledException"
+        | "KMSInvalidStateException"
+        | "KMSNotFoundException" => ProviderError::AccessDenied {
+            key: key_owned,
+            message: detail,
+        },
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "RequestThrottled"
+        | "RequestThrottledException"
+        | "SlowDown" => ProviderError::Throttled { retry_after },
+        "InvalidRequestException" | "InvalidParameterException" | "ValidationException" => {
+            match key {
+                Some(k) => ProviderError::InvalidResponse {
+                    key: k.to_string(),
+                    message: detail,
+                },
+                None => ProviderError::InvalidConfig { message: detail },
+            }
+        }
+        "InternalServiceError"
+        | "InternalServiceErrorException"
+        | "InternalFailure"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "RequestTimeout"
+        | "RequestTimeoutException" => ProviderError::Transient { message: detail },
+        _ => match status {
+            Some(429) => ProviderError::Throttled { retry_after },
+            Some(401) | Some(403) => ProviderError::AccessDenied {
+                key: key_owned,
+                message: detail,
+            },
+            // Unknown codes and statuses are never taken as not-found: retry, report unavailable.
+            _ => ProviderError::Transient { message: detail },
+        },
+    }
+}
+
+/// `com.amazonaws.secretsmanager#ThrottlingException:http://...` → `ThrottlingException`.
+fn clean_code(c: &str) -> String {
+    let c = c.rsplit('#').next().unwrap_or(c);
+    c.split(':').next().unwrap_or(c).trim().to_string()
+}
+
+/// `Retry-After`: delay seconds or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let s = v.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(3600.0)));
+    }
+    let at = DateTime::parse_from_rfc2822(s).ok()?;
+    (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
+}
+
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// An error and its sources on one line (transport and credential errors only: no bodies).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = c.source();
+    }
+    let mut out = parts.join(": ");
+    if out.len() > 400 {
+        out = out.chars().take(400).collect();
+    }
+    out
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Keeps the provider alive behind an `Arc<dyn Provider>` (for callers that build it directly).
+pub async fn build(settings: AwsSettings) -> Result<Arc<dyn Provider>, ProviderError> {
+    Ok(Arc::new(AwsSecretsManager::new(settings).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_rule() {
+        use VersionSelector::*;
+        assert_eq!(
+            VersionSelector::parse("AWSPREVIOUS"),
+            Stage("AWSPREVIOUS".into())
+        );
+        assert_eq!(
+            VersionSelector::parse("AWSCURRENT"),
+            Stage("AWSCURRENT".into())
+        );
+        assert_eq!(
+            VersionSelector::parse("a1b2c3d4-5678-90ab-cdef-EXAMPLE11111"),
+            Id("a1b2c3d4-5678-90ab-cdef-EXAMPLE11111".into())
+        );
+        assert_eq!(VersionSelector::parse("blue"), Stage("blue".into()));
+        assert_eq!(VersionSelector::parse("id:v1"), Id("v1".into()));
+        assert_eq!(
+            VersionSelector::parse("stage:a1b2c3d4-5678-90ab-cdef-EXAMPLE11111"),
+            Stage("a1b2c3d4-5678-90ab-cdef-EXAMPLE11111".into())
+        );
+        assert!(is_current(None));
+        assert!(is_current(Some("AWSCURRENT")));
+        assert!(is_current(Some("stage:AWSCURRENT")));
+        assert!(!is_current(Some("AWSPREVIOUS")));
+    }
+
+    #[test]
+    fn arns_follow_the_region_and_match_partially() {
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db";
+        assert_eq!(
+            id_for_region(arn, "eu-west-1", "us-east-1"),
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db"
+        );
+        assert_eq!(id_for_region(arn, "us-east-1", "us-east-1"), arn);
+        assert_eq!(
+            id_for_region("/app/db", "eu-west-1", "us-east-1"),
+            "/app/db"
+        );
+        assert!(entry_matches(
+            arn,
+            Some("db"),
+            Some(&format!("{arn}-AbCdEf"))
+        ));
+        assert!(entry_matches(
+            "db",
+            Some("db"),
+            Some(&format!("{arn}-AbCdEf"))
+        ));
+        assert!(!entry_matches(
+            arn,
+            Some("db2"),
+            Some(&format!("{arn}2-AbCdEf"))
+        ));
+        assert!(!entry_matches("db", Some("db2"), None));
+    }
+
+    #[test]
+    fn error_codes_are_classified() {
+        let c = |code: &str, status: Option<u16>| {
+            classify_code(Some(code), Some("m"), status, None, Some("k"), "us-east-1")
+        };
+        assert!(matches!(
+            c("ResourceNotFoundException", Some(400)),
+            ProviderError::NotFound { .. }
+        ));
+        for code in [
+            "AccessDeniedException",
+            "UnrecognizedClientException",
+            "ExpiredTokenException",
+            "InvalidSignatureException",
+            "DecryptionFailure",
+        ] {
+            assert!(
+                matches!(c(code, Some(400)), ProviderError::AccessDenied { .. }),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            c("ThrottlingException", Some(400)),
+            ProviderError::Throttled { .. }
+        ));
+        assert!(matches!(
+            c(
+                "com.amazonaws.secretsmanager#TooManyRequestsException",
+                Some(429)
+            ),
+            ProviderError::Throttled { .. }
+        ));
+        assert!(matches!(
+            c("InternalServiceError", Some(500)),
+            ProviderError::Transient { .. }
+        ));
+        assert!(matches!(
+            c("Whatever", Some(503)),
+            ProviderError::Transient { .. }
+        ));
+        assert!(
+            matches!(c("Whatever", Some(404)), ProviderError::Transient { .. }),
+            "never not-found without the code"
+        );
+        assert!(matches!(
+            c("Whatever", Some(429)),
+            ProviderError::Throttled { .. }
+        ));
+        assert!(matches!(
+            c("Whatever", Some(403)),
+            ProviderError::AccessDenied { .. }
+        ));
+        assert!(matches!(
+            c("InvalidRequestException", Some(400)),
+            ProviderError::InvalidResponse { .. }
+        ));
+        let msg = c("AccessDeniedException", Some(400)).to_string();
+        assert!(
+            msg.contains("AccessDeniedException")
+                && msg.contains("us-east-1")
+                && msg.contains("\"k\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_parsed() {
+        let h = parse_retry_after;
+        assert_eq!(h("3"), Some(Duration::from_secs(3)));
+        assert_eq!(h("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(h("garbage"), None);
+        let later = (Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        assert!(h(&later).is_some_and(|d| d > Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn filter_values_are_checked() {
+        assert!(filter_value_ok("/clarivum/prod/"));
+        assert!(!filter_value_ok("!negated"));
+        assert!(!filter_value_ok("a*b"));
+        assert!(!filter_value_ok(""));
+    }
+}
