@@ -1,11 +1,12 @@
 //! State shared by every reconcile.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::runtime::events::Recorder;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 
 use super::stores::StoreResolver;
@@ -88,6 +89,10 @@ pub struct Context {
     /// Whether this replica may write (always true without leader election).
     pub leader: Arc<AtomicBool>,
     states: Mutex<HashMap<String, RefState>>,
+    /// SecretRefs in backoff after a transient provider failure, by store (`Kind/[ns/]name`): woken as
+    /// soon as the store answers again, instead of waiting out their backoff.
+    failing: Mutex<HashMap<String, HashSet<ObjectRef<SecretRef>>>>,
+    wake: futures::channel::mpsc::UnboundedSender<ObjectRef<SecretRef>>,
 }
 
 impl Context {
@@ -102,6 +107,7 @@ impl Context {
         metrics: Arc<Metrics>,
         audit: Arc<AuditLog>,
         leader: Arc<AtomicBool>,
+        wake: futures::channel::mpsc::UnboundedSender<ObjectRef<SecretRef>>,
     ) -> Self {
         let restarter = Arc::new(super::restart::Restarter::new(
             client.clone(),
@@ -121,6 +127,8 @@ impl Context {
             restarter,
             leader,
             states: Mutex::new(HashMap::new()),
+            failing: Mutex::new(HashMap::new()),
+            wake,
         }
     }
 
@@ -150,6 +158,51 @@ impl Context {
     pub fn with_state<R>(&self, key: &str, f: impl FnOnce(&mut RefState) -> R) -> R {
         let mut m = self.states.lock().unwrap_or_else(|p| p.into_inner());
         f(m.entry(key.to_string()).or_default())
+    }
+
+    /// The store a SecretRef uses, as `Kind/[namespace/]name`.
+    pub fn store_key(sref: &SecretRef) -> String {
+        match sref.spec.store_ref.kind.unwrap_or_default() {
+            crate::api::StoreKind::SecretStore => format!(
+                "SecretStore/{}/{}",
+                sref.namespace().unwrap_or_default(),
+                sref.spec.store_ref.name
+            ),
+            crate::api::StoreKind::ClusterSecretStore => {
+                format!("ClusterSecretStore/{}", sref.spec.store_ref.name)
+            }
+        }
+    }
+
+    /// Records a SecretRef waiting out a transient failure of its store.
+    pub fn note_failing(&self, sref: &SecretRef) {
+        let mut f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        f.entry(Self::store_key(sref))
+            .or_default()
+            .insert(ObjectRef::from_obj(sref));
+    }
+
+    /// The store answered again: reconcile every SecretRef that was waiting on it now.
+    pub fn wake_store(&self, store_key: &str) {
+        let waiting = self
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(store_key);
+        for r in waiting.into_iter().flatten() {
+            let _ = self.wake.unbounded_send(r);
+        }
+    }
+
+    /// Stores with SecretRefs waiting on them.
+    pub fn failing_stores(&self) -> Vec<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Forgets a deleted SecretRef.

@@ -191,6 +191,7 @@ pub async fn run(
     );
     resolver.allow_insecure_endpoints = settings.allow_insecure_endpoints;
     let concurrency = settings.concurrency;
+    let (wake_tx, wake_rx) = futures::channel::mpsc::unbounded::<ObjectRef<SecretRef>>();
     let lease = settings.leader_election.clone();
     // Without leader election this replica always writes; with it, only while it holds the lease.
     let leader = Arc::new(AtomicBool::new(lease.is_none()));
@@ -204,6 +205,7 @@ pub async fn run(
         metrics,
         audit,
         leader.clone(),
+        wake_tx,
     ));
     let (became_leader_tx, became_leader_rx) = futures::channel::mpsc::unbounded::<()>();
     let lease_task = lease.map(|l| {
@@ -280,6 +282,7 @@ pub async fn run(
             owner.map(|o| ObjectRef::new(&o).within(&s.namespace().unwrap_or_default()))
         })
         .reconcile_all_on(became_leader_rx)
+        .reconcile_on(wake_rx)
         .graceful_shutdown_on(stop())
         .run(
             move |sref, ctx: Arc<Context>| {

@@ -114,6 +114,9 @@ pub fn error_policy(sref: Arc<SecretRef>, err: &Error, ctx: Arc<Context>) -> Act
         s.next_refresh = None;
         s.failures
     });
+    if matches!(err, Error::Provider { source, .. } if source.is_retryable()) {
+        ctx.note_failing(&sref);
+    }
     let d = schedule::backoff(failures, &sref.uid().unwrap_or_default(), err.retry_after());
     debug!(reason = err.reason(), error = %err, failures, backoff_ms = d.as_millis() as u64, "reconcile failed");
     Action::requeue(d)
@@ -248,6 +251,8 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
             return Err(e);
         }
     };
+    // The store answers: SecretRefs backing off from its earlier failures retry now.
+    ctx.wake_store(&Context::store_key(&sref));
     let desired = match desired::build(&name, &sref.spec, &answers, &ctx.hmac) {
         Ok(d) => d,
         Err(e) => {

@@ -18,6 +18,9 @@ use crate::api::{self, ClusterSecretStore, SecretStore, SecretStoreStatus};
 
 /// How often every store is re-validated.
 pub const PERIOD: Duration = Duration::from_secs(300);
+/// How often a store with SecretRefs waiting out its failures is probed (recovery within seconds,
+/// without every SecretRef retrying on its own backoff).
+pub const PROBE: Duration = Duration::from_secs(10);
 
 fn next_status(
     old: Option<&SecretStoreStatus>,
@@ -60,16 +63,25 @@ pub async fn run(
     let mut checked: HashMap<String, (Option<i64>, tokio::time::Instant)> = HashMap::new();
     loop {
         if ctx.may_write() {
+            let failing = ctx.failing_stores();
             for s in stores.state() {
                 let key = format!(
                     "SecretStore/{}/{}",
                     s.namespace().unwrap_or_default(),
                     s.name_any()
                 );
-                if !due(&checked, &key, s.metadata.generation) {
+                if !due(
+                    &checked,
+                    &key,
+                    s.metadata.generation,
+                    failing.contains(&key),
+                ) {
                     continue;
                 }
                 let res = ctx.stores.check_store(&s).await;
+                if res.is_ok() {
+                    ctx.wake_store(&key);
+                }
                 let st = next_status(s.status.as_ref(), s.metadata.generation, &res);
                 if Some(&st) != s.status.as_ref() {
                     let api: Api<SecretStore> =
@@ -90,10 +102,18 @@ pub async fn run(
             }
             for s in cluster.state() {
                 let key = format!("ClusterSecretStore/{}", s.name_any());
-                if !due(&checked, &key, s.metadata.generation) {
+                if !due(
+                    &checked,
+                    &key,
+                    s.metadata.generation,
+                    failing.contains(&key),
+                ) {
                     continue;
                 }
                 let res = ctx.stores.check_cluster_store(&s).await;
+                if res.is_ok() {
+                    ctx.wake_store(&key);
+                }
                 let st = next_status(s.status.as_ref(), s.metadata.generation, &res);
                 if Some(&st) != s.status.as_ref() {
                     let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
@@ -125,9 +145,10 @@ fn due(
     checked: &HashMap<String, (Option<i64>, tokio::time::Instant)>,
     key: &str,
     generation: Option<i64>,
+    failing: bool,
 ) -> bool {
     match checked.get(key) {
         None => true,
-        Some((g, at)) => *g != generation || at.elapsed() >= PERIOD,
+        Some((g, at)) => *g != generation || at.elapsed() >= if failing { PROBE } else { PERIOD },
     }
 }
