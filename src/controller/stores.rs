@@ -369,7 +369,7 @@ impl StoreResolver {
         {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(c) = cache.get(cache_key)
-                && c.fingerprint.starts_with(&store_fp)
+                && c.fingerprint.starts_with(&format!("{store_fp}/"))
                 && (c.checked.elapsed() < Self::RECHECK && !bypass_cache)
             {
                 return Ok(c.handle.clone());
