@@ -213,18 +213,7 @@ impl StoreResolver {
                         namespace: Some(ns.clone()),
                     })?;
                 let spec = &store.spec;
-                let handle = self
-                    .provider_for(
-                        &format!("SecretStore/{ns}/{name}"),
-                        &store.uid().unwrap_or_default(),
-                        config_version(&store.metadata),
-                        &name,
-                        &ns,
-                        &spec.provider,
-                        spec.rate_limit.as_ref(),
-                        bypass_cache,
-                    )
-                    .await?;
+                let handle = self.store_handle(&store, bypass_cache).await?;
                 Ok(Resolved {
                     handle,
                     kind: StoreKind::SecretStore,
@@ -260,19 +249,7 @@ impl StoreResolver {
                     });
                 }
                 let spec = &store.spec;
-                let cns = self.controller_namespace.clone();
-                let handle = self
-                    .provider_for(
-                        &format!("ClusterSecretStore/{name}"),
-                        &store.uid().unwrap_or_default(),
-                        config_version(&store.metadata),
-                        &name,
-                        &cns,
-                        &spec.provider,
-                        spec.rate_limit.as_ref(),
-                        bypass_cache,
-                    )
-                    .await?;
+                let handle = self.cluster_store_handle(&store, bypass_cache).await?;
                 Ok(Resolved {
                     handle,
                     kind: StoreKind::ClusterSecretStore,
@@ -299,51 +276,59 @@ impl StoreResolver {
     /// Checks that a namespaced store's provider can be built and answers (`validate`), re-reading its
     /// credentials: the store's `Ready` condition.
     pub async fn check_store(&self, store: &SecretStore) -> Result<(), StoreError> {
-        let (ns, name) = (store.namespace().unwrap_or_default(), store.name_any());
-        let h = self
-            .provider_for(
-                &format!("SecretStore/{ns}/{name}"),
-                &store.uid().unwrap_or_default(),
-                config_version(&store.metadata),
-                &name,
-                &ns,
-                &store.spec.provider,
-                store.spec.rate_limit.as_ref(),
-                true,
-            )
-            .await?;
-        h.provider
-            .validate()
-            .await
-            .map_err(|e| StoreError::InvalidConfig {
-                store: name,
-                message: e.to_string(),
-            })
+        let h = self.store_handle(store, true).await?;
+        validated(&store.name_any(), h).await
     }
 
     /// Like [`StoreResolver::check_store`] for a ClusterSecretStore (credentials from the controller's namespace).
     pub async fn check_cluster_store(&self, store: &ClusterSecretStore) -> Result<(), StoreError> {
+        let h = self.cluster_store_handle(store, true).await?;
+        validated(&store.name_any(), h).await
+    }
+
+    /// The provider of a namespaced store (credentials from the store's namespace).
+    async fn store_handle(
+        &self,
+        store: &SecretStore,
+        bypass_cache: bool,
+    ) -> Result<StoreHandle, StoreError> {
+        let (ns, name) = (store.namespace().unwrap_or_default(), store.name_any());
+        let key = format!("SecretStore/{ns}/{name}");
+        let uid = store.uid().unwrap_or_default();
+        self.provider_for(
+            &key,
+            &uid,
+            config_version(&store.metadata),
+            &name,
+            &ns,
+            &store.spec.provider,
+            store.spec.rate_limit.as_ref(),
+            bypass_cache,
+        )
+        .await
+    }
+
+    /// The provider of a cluster store (credentials from the controller's namespace).
+    async fn cluster_store_handle(
+        &self,
+        store: &ClusterSecretStore,
+        bypass_cache: bool,
+    ) -> Result<StoreHandle, StoreError> {
         let name = store.name_any();
+        let key = format!("ClusterSecretStore/{name}");
+        let uid = store.uid().unwrap_or_default();
         let cns = self.controller_namespace.clone();
-        let h = self
-            .provider_for(
-                &format!("ClusterSecretStore/{name}"),
-                &store.uid().unwrap_or_default(),
-                config_version(&store.metadata),
-                &name,
-                &cns,
-                &store.spec.provider,
-                store.spec.rate_limit.as_ref(),
-                true,
-            )
-            .await?;
-        h.provider
-            .validate()
-            .await
-            .map_err(|e| StoreError::InvalidConfig {
-                store: name,
-                message: e.to_string(),
-            })
+        self.provider_for(
+            &key,
+            &uid,
+            config_version(&store.metadata),
+            &name,
+            &cns,
+            &store.spec.provider,
+            store.spec.rate_limit.as_ref(),
+            bypass_cache,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -586,6 +571,17 @@ impl StoreResolver {
             .map_err(|e: ProviderError| invalid(e.to_string()))?;
         Ok((Arc::new(provider), fp))
     }
+}
+
+/// Runs a provider's own check (`validate`) for a store's `Ready` condition.
+async fn validated(store: &str, h: StoreHandle) -> Result<(), StoreError> {
+    h.provider
+        .validate()
+        .await
+        .map_err(|e| StoreError::InvalidConfig {
+            store: store.to_string(),
+            message: e.to_string(),
+        })
 }
 
 /// What identifies a store's configuration for caching: its generation (status writes do not change
