@@ -84,19 +84,16 @@ pub async fn run(
                 }
                 let st = next_status(s.status.as_ref(), s.metadata.generation, &res);
                 if Some(&st) != s.status.as_ref() {
-                    let api: Api<SecretStore> =
-                        Api::namespaced(ctx.client.clone(), &s.namespace().unwrap_or_default());
-                    let patch = json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretStore", "status": st});
-                    if let Err(e) = api
-                        .patch_status(
-                            &s.name_any(),
-                            &PatchParams::apply(api::FIELD_MANAGER).force(),
-                            &Patch::Apply(&patch),
-                        )
-                        .await
-                    {
-                        debug!(error = %e, "writing store status failed");
-                    }
+                    write_status(
+                        Api::<SecretStore>::namespaced(
+                            ctx.client.clone(),
+                            &s.namespace().unwrap_or_default(),
+                        ),
+                        &s.name_any(),
+                        "SecretStore",
+                        &st,
+                    )
+                    .await;
                 }
                 checked.insert(key, (s.metadata.generation, tokio::time::Instant::now()));
             }
@@ -116,18 +113,13 @@ pub async fn run(
                 }
                 let st = next_status(s.status.as_ref(), s.metadata.generation, &res);
                 if Some(&st) != s.status.as_ref() {
-                    let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
-                    let patch = json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "ClusterSecretStore", "status": st});
-                    if let Err(e) = api
-                        .patch_status(
-                            &s.name_any(),
-                            &PatchParams::apply(api::FIELD_MANAGER).force(),
-                            &Patch::Apply(&patch),
-                        )
-                        .await
-                    {
-                        debug!(error = %e, "writing store status failed");
-                    }
+                    write_status(
+                        Api::<ClusterSecretStore>::all(ctx.client.clone()),
+                        &s.name_any(),
+                        "ClusterSecretStore",
+                        &st,
+                    )
+                    .await;
                 }
                 checked.insert(key, (s.metadata.generation, tokio::time::Instant::now()));
             }
@@ -136,6 +128,25 @@ pub async fn run(
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
+    }
+}
+
+/// Applies a store's status (server-side apply on the status subresource); failures are retried on the
+/// next check.
+async fn write_status<K>(api: Api<K>, name: &str, kind: &str, st: &SecretStoreStatus)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({"apiVersion": "secretsync.io/v1alpha1", "kind": kind, "status": st});
+    if let Err(e) = api
+        .patch_status(
+            name,
+            &PatchParams::apply(api::FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        debug!(error = %e, "writing store status failed");
     }
 }
 
