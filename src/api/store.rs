@@ -243,12 +243,18 @@ pub struct AwsSecretRef {
 pub struct AzureKeyVaultProvider {
     /// The vault URL, e.g. `https://myvault.vault.azure.net`.
     pub vault_url: String,
-    /// The Entra ID (Azure AD) tenant id.
+    /// The Entra ID (Azure AD) tenant id. Default: the controller's `AZURE_TENANT_ID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
-    /// Authority host for sovereign or private clouds (default `AZURE_AUTHORITY_HOST`, else public cloud).
+    /// Entra ID authority host, e.g. `https://login.microsoftonline.us`. Default: the controller's
+    /// `AZURE_AUTHORITY_HOST`, else the vault URL's cloud (`*.vault.azure.cn` → China,
+    /// `*.vault.usgovcloudapi.net` → US Government, otherwise the public cloud). Must be https.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority_host: Option<String>,
+    /// Base64-encoded PEM CA bundle trusted in addition to the system roots (and `SSL_CERT_FILE`),
+    /// for private endpoints behind a TLS-inspecting proxy or Azure Stack Hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
     /// How to authenticate: exactly one of workloadIdentity, managedIdentity, clientSecret.
     pub auth: AzureAuth,
 }
@@ -277,13 +283,16 @@ pub struct AzureWorkloadIdentity {
     /// The application (client) id; default `AZURE_CLIENT_ID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
-    /// A service account in the store's namespace whose token is exchanged. Omitted: the controller's
-    /// own projected token (`AZURE_FEDERATED_TOKEN_FILE`).
+    /// A service account in the store's namespace whose token is exchanged (TokenRequest, audience
+    /// `api://AzureADTokenExchange` unless `audiences` says otherwise). Omitted: the controller's own
+    /// projected token (`AZURE_FEDERATED_TOKEN_FILE`), which only a ClusterSecretStore or a store in
+    /// the controller's namespace may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_ref: Option<ServiceAccountRef>,
 }
 
-/// Azure managed identity.
+/// Azure managed identity: the controller's own identity, so only for a ClusterSecretStore or a
+/// store in the controller's namespace.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AzureManagedIdentity {
@@ -388,7 +397,8 @@ pub struct VaultKubernetesAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_path: Option<String>,
     /// A service account in the store's namespace whose token is used (TokenRequest). Omitted: the
-    /// controller's own token.
+    /// controller's own token, which only a ClusterSecretStore or a store in the controller's
+    /// namespace may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_ref: Option<ServiceAccountRef>,
 }

@@ -295,12 +295,16 @@ impl StoreResolver {
         let (ns, name) = (store.namespace().unwrap_or_default(), store.name_any());
         let key = format!("SecretStore/{ns}/{name}");
         let uid = store.uid().unwrap_or_default();
+        // The controller's own (ambient) cloud identity is the controller namespace's credential:
+        // a namespaced store elsewhere may not borrow it.
+        let ambient_ok = ns == self.controller_namespace;
         self.provider_for(
             &key,
             &uid,
             config_version(&store.metadata),
             &name,
             &ns,
+            ambient_ok,
             &store.spec.provider,
             store.spec.rate_limit.as_ref(),
             bypass_cache,
@@ -324,6 +328,7 @@ impl StoreResolver {
             config_version(&store.metadata),
             &name,
             &cns,
+            true,
             &store.spec.provider,
             store.spec.rate_limit.as_ref(),
             bypass_cache,
@@ -339,6 +344,7 @@ impl StoreResolver {
         rv: Option<String>,
         store_name: &str,
         cred_ns: &str,
+        ambient_ok: bool,
         spec: &ProviderSpec,
         rate: Option<&crate::api::RateLimit>,
         bypass_cache: bool,
@@ -372,9 +378,13 @@ impl StoreResolver {
         } else if let Some(f) = &spec.file {
             self.file_provider(store_name, cred_ns, f).await
         } else if let Some(v) = &spec.vault {
-            self.vault_provider(store_name, cred_ns, v).await
+            self.vault_provider(store_name, cred_ns, ambient_ok, v)
+                .await
         } else if let Some(aws) = &spec.aws {
             self.aws_provider(store_name, cred_ns, aws).await
+        } else if let Some(az) = &spec.azure_key_vault {
+            self.azure_provider(store_name, cred_ns, ambient_ok, az)
+                .await
         } else {
             Err(StoreError::ProviderUnsupported {
                 store: store_name.to_string(),
@@ -407,6 +417,8 @@ impl StoreResolver {
             None if spec.vault.is_some() => TokenBucket::new(50.0, 100),
             // AWS: BatchGetSecretValue and ListSecrets allow 100/s per account and region.
             None if spec.aws.is_some() => TokenBucket::new(50.0, 100),
+            // Key Vault: 4,000 GET transactions per 10 s per vault; a quarter of it.
+            None if spec.azure_key_vault.is_some() => TokenBucket::new(100.0, 200),
             None => TokenBucket::unlimited(),
         });
         let handle = StoreHandle {
@@ -609,13 +621,15 @@ pub fn kube_error_summary(e: &kube::Error) -> String {
 }
 
 /// The `vault` provider: credentials, CA bundle and client certificate are read from `ns` (the
-/// store's namespace, the controller's for cluster stores). The fingerprint names every Secret read
+/// store's namespace, the controller's for cluster stores); Kubernetes auth with the controller's own
+/// token only when `ambient_ok`. The fingerprint names every Secret read
 /// (`name@resourceVersion`), so a changed credential rebuilds the provider and its Vault token.
 impl StoreResolver {
     async fn vault_provider(
         &self,
         store: &str,
         ns: &str,
+        ambient_ok: bool,
         v: &crate::api::VaultProvider,
     ) -> Result<(Arc<dyn Provider>, String), StoreError> {
         use crate::providers::vault::{VaultAuthConfig, VaultConfig, VaultProvider};
@@ -645,14 +659,24 @@ impl StoreResolver {
                 secret_id,
             }
         } else if let Some(k) = &v.auth.kubernetes {
+            // The controller's own service account token is the controller namespace's credential.
+            if k.service_account_ref.is_none() && !ambient_ok {
+                return Err(invalid(
+                    "vault.auth.kubernetes without serviceAccountRef logs in with the controller's own service account token, which only a ClusterSecretStore (or a SecretStore in the controller's namespace) may use; set serviceAccountRef".into(),
+                ));
+            }
             VaultAuthConfig::Kubernetes {
                 mount: mount_of(&k.mount_path, "kubernetes"),
                 role: k.role.clone(),
-                jwt: vault_jwt_source(
+                jwt: service_account_token_source(
+                    "vault",
+                    "auth.kubernetes.serviceAccountRef",
                     store,
                     self.client.clone(),
                     ns,
                     k.service_account_ref.as_ref(),
+                    &[],
+                    "/var/run/secrets/kubernetes.io/serviceaccount/token".into(),
                 ),
             }
         } else {
@@ -699,25 +723,33 @@ impl StoreResolver {
     }
 }
 
-/// Where a Kubernetes-auth login gets its JWT: a TokenRequest for `sa` in `ns` (audiences as given;
-/// none = the API server's default), or the controller's own projected token when `sa` is unset.
-fn vault_jwt_source(
+/// Where a provider's Kubernetes service-account JWT comes from: a TokenRequest for `sa` in `ns`
+/// (its audiences, else `default_audiences`; none = the API server's default), or — when `sa` is
+/// unset — the token file `own_token` of the controller itself. `what` names the provider and `hint`
+/// the field to set, for messages.
+#[allow(clippy::too_many_arguments)]
+fn service_account_token_source(
+    what: &'static str,
+    hint: &'static str,
     store: &str,
     client: Client,
     ns: &str,
     sa: Option<&crate::api::ServiceAccountRef>,
-) -> crate::providers::vault::JwtSource {
+    default_audiences: &[&str],
+    own_token: std::path::PathBuf,
+) -> crate::providers::JwtSource {
     use crate::providers::ProviderError;
     use crate::value::SecretBytes;
-    const OWN_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
     let store = store.to_string();
     let ns = ns.to_string();
     let sa = sa.cloned();
+    let default_audiences: Vec<String> = default_audiences.iter().map(|a| a.to_string()).collect();
     Arc::new(move || {
         let (store, ns, sa, client) = (store.clone(), ns.clone(), sa.clone(), client.clone());
+        let (default_audiences, own_token) = (default_audiences.clone(), own_token.clone());
         Box::pin(async move {
             let Some(sa) = sa else {
-                return std::fs::read(OWN_TOKEN)
+                return std::fs::read(&own_token)
                     .map(|mut b| {
                         while b.last().is_some_and(u8::is_ascii_whitespace) {
                             b.pop();
@@ -726,16 +758,22 @@ fn vault_jwt_source(
                     })
                     .map_err(|e| ProviderError::InvalidConfig {
                         message: format!(
-                            "vault store {store:?}: reading the controller's service account token {OWN_TOKEN}: {e} (set auth.kubernetes.serviceAccountRef)"
+                            "{what} store {store:?}: reading the controller's service account token {}: {e} (set {hint})",
+                            own_token.display()
                         ),
                     });
             };
             use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
             use k8s_openapi::api::core::v1::ServiceAccount;
             let api: Api<ServiceAccount> = Api::namespaced(client, &ns);
+            let audiences = if sa.audiences.is_empty() {
+                default_audiences
+            } else {
+                sa.audiences.clone()
+            };
             let req = TokenRequest {
                 spec: TokenRequestSpec {
-                    audiences: sa.audiences.clone(),
+                    audiences,
                     expiration_seconds: Some(600),
                     bound_object_ref: None,
                 },
@@ -751,26 +789,26 @@ fn vault_jwt_source(
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| ProviderError::Transient {
                         message: format!(
-                            "vault store {store:?}: the TokenRequest for service account {:?} returned no token",
+                            "{what} store {store:?}: the TokenRequest for service account {:?} returned no token",
                             sa.name
                         ),
                     }),
                 Err(kube::Error::Api(s)) if s.code == 404 => Err(ProviderError::InvalidConfig {
                     message: format!(
-                        "vault store {store:?}: service account {:?} not found in namespace {ns:?}",
+                        "{what} store {store:?}: service account {:?} not found in namespace {ns:?}",
                         sa.name
                     ),
                 }),
                 Err(kube::Error::Api(s)) if s.code == 403 => Err(ProviderError::AccessDenied {
                     key: None,
                     message: format!(
-                        "vault store {store:?}: the controller may not request tokens for service account {:?} in namespace {ns:?} (RBAC: serviceaccounts/token create)",
+                        "{what} store {store:?}: the controller may not request tokens for service account {:?} in namespace {ns:?} (RBAC: serviceaccounts/token create)",
                         sa.name
                     ),
                 }),
                 Err(e) => Err(ProviderError::Transient {
                     message: format!(
-                        "vault store {store:?}: requesting a token for service account {:?}: {}",
+                        "{what} store {store:?}: requesting a token for service account {:?}: {}",
                         sa.name,
                         kube_error_summary(&e)
                     ),
@@ -826,6 +864,99 @@ impl StoreResolver {
                     store: store.to_string(),
                     message: e.to_string(),
                 })?;
+        Ok((Arc::new(provider), fp.join(",")))
+    }
+}
+
+/// The `azureKeyVault` provider. A client secret is read from `ns` (the store's namespace, the
+/// controller's for cluster stores) and named in the fingerprint (`name@resourceVersion`), so a
+/// rotated secret rebuilds the credential. The controller's own identity (workload identity without
+/// `serviceAccountRef`, managed identity) is used only when `ambient_ok` (cluster stores and stores
+/// in the controller's namespace). `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_AUTHORITY_HOST` and
+/// `AZURE_FEDERATED_TOKEN_FILE` fill what the spec leaves out.
+impl StoreResolver {
+    async fn azure_provider(
+        &self,
+        store: &str,
+        ns: &str,
+        ambient_ok: bool,
+        az: &crate::api::AzureKeyVaultProvider,
+    ) -> Result<(Arc<dyn Provider>, String), StoreError> {
+        use crate::providers::azure::{
+            AzureAuthConfig, AzureKeyVault, AzureSettings, TOKEN_EXCHANGE_AUDIENCE,
+        };
+        use base64::Engine;
+        let invalid = |message: String| StoreError::InvalidConfig {
+            store: store.to_string(),
+            message,
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let ambient_refused = |what: &str| {
+            invalid(format!(
+                "azureKeyVault.auth.{what} uses the controller's own Azure identity, which only a ClusterSecretStore (or a SecretStore in the controller's namespace) may use; set workloadIdentity.serviceAccountRef or clientSecret"
+            ))
+        };
+        let mut fp = Vec::new();
+        let auth = if let Some(cs) = &az.auth.client_secret {
+            let (secret, f) = self.read_secret_key(store, ns, &cs.secret_ref).await?;
+            fp.push(f);
+            AzureAuthConfig::ClientSecret {
+                client_id: cs.client_id.clone(),
+                secret,
+            }
+        } else if let Some(wi) = &az.auth.workload_identity {
+            if wi.service_account_ref.is_none() && !ambient_ok {
+                return Err(ambient_refused("workloadIdentity"));
+            }
+            let client_id = wi.client_id.clone().or_else(|| env("AZURE_CLIENT_ID")).ok_or_else(|| {
+                invalid("azureKeyVault.auth.workloadIdentity.clientId is required (or AZURE_CLIENT_ID in the controller's environment)".into())
+            })?;
+            let own_token = match (&wi.service_account_ref, env("AZURE_FEDERATED_TOKEN_FILE")) {
+                (Some(_), _) => std::path::PathBuf::new(),
+                (None, Some(f)) => f.into(),
+                (None, None) => {
+                    return Err(invalid("azureKeyVault.auth.workloadIdentity: set serviceAccountRef, or run the controller with Azure workload identity (AZURE_FEDERATED_TOKEN_FILE)".into()));
+                }
+            };
+            AzureAuthConfig::WorkloadIdentity {
+                client_id,
+                assertion: service_account_token_source(
+                    "azure",
+                    "auth.workloadIdentity.serviceAccountRef",
+                    store,
+                    self.client.clone(),
+                    ns,
+                    wi.service_account_ref.as_ref(),
+                    &[TOKEN_EXCHANGE_AUDIENCE],
+                    own_token,
+                ),
+            }
+        } else if let Some(mi) = &az.auth.managed_identity {
+            if !ambient_ok {
+                return Err(ambient_refused("managedIdentity"));
+            }
+            AzureAuthConfig::ManagedIdentity {
+                client_id: mi.client_id.clone(),
+            }
+        } else {
+            return Err(invalid(
+                "azureKeyVault.auth needs one of workloadIdentity, managedIdentity, clientSecret"
+                    .into(),
+            ));
+        };
+        let mut settings = AzureSettings::new(store, &az.vault_url, auth);
+        settings.tenant_id = az.tenant_id.clone().or_else(|| env("AZURE_TENANT_ID"));
+        settings.authority_host = az
+            .authority_host
+            .clone()
+            .or_else(|| env("AZURE_AUTHORITY_HOST"));
+        if let Some(b) = &az.ca_bundle {
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .map_err(|_| invalid("azureKeyVault.caBundle is not valid base64".into()))?;
+            settings.ca_pem = Some(pem);
+        }
+        let provider = AzureKeyVault::new(settings).map_err(|e| invalid(e.to_string()))?;
         Ok((Arc::new(provider), fp.join(",")))
     }
 }

@@ -6,6 +6,7 @@
 //! category used for conditions, events and metric labels. Messages never contain values.
 
 pub mod aws;
+pub mod azure;
 pub mod env;
 pub mod fake;
 pub mod fetch;
@@ -19,6 +20,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::value::SecretBytes;
+
+/// Where a Kubernetes service-account JWT comes from (a TokenRequest for a `serviceAccountRef`, or a
+/// projected token file). Called once per login or token exchange, never per read. Shared by the
+/// Vault Kubernetes login and the Azure workload-identity exchange.
+pub type JwtSource = std::sync::Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<SecretBytes, ProviderError>>
+        + Send
+        + Sync,
+>;
 
 /// Which backend a provider is (a metric label, so a closed set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -56,7 +56,6 @@
 //!   node or a load balancer).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -92,10 +91,7 @@ const MAX_BODY: usize = 8 << 20;
 /// Concurrent reads inside one `get_many`.
 const READ_CONCURRENCY: usize = 4;
 
-/// Where a Kubernetes service-account JWT comes from (a TokenRequest, or the controller's own
-/// projected token). Called once per login, never per read.
-pub type JwtSource =
-    Arc<dyn Fn() -> BoxFuture<'static, Result<SecretBytes, ProviderError>> + Send + Sync>;
+pub use super::JwtSource;
 
 /// How the provider authenticates.
 #[derive(Clone)]

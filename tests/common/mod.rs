@@ -134,6 +134,11 @@ impl Env {
 
     /// Starts the operator for this namespace with extra flags.
     pub fn operator(&self, extra: &[&str]) -> Operator {
+        self.operator_env(extra, &[])
+    }
+
+    /// Starts the operator with extra flags and extra environment variables.
+    pub fn operator_env(&self, extra: &[&str], envs: &[(&str, &str)]) -> Operator {
         let log = self
             .dir
             .path()
@@ -142,8 +147,6 @@ impl Env {
         let mut args = vec![
             "controller",
             "--namespace",
-            &self.ns,
-            "--pod-namespace",
             &self.ns,
             "--allow-inline-secrets",
             "--log-format",
@@ -155,6 +158,9 @@ impl Env {
             "--health-addr",
             "127.0.0.1:0",
         ];
+        if !extra.contains(&"--pod-namespace") {
+            args.extend_from_slice(&["--pod-namespace", &self.ns]);
+        }
         if !extra.contains(&"--pod-name") {
             args.extend_from_slice(&["--pod-name", "secretsync-e2e"]);
         }
@@ -162,6 +168,7 @@ impl Env {
         let child = Command::new(env!("CARGO_BIN_EXE_secretsync"))
             .args(&args)
             .env("KUBECONFIG", &self.kubeconfig)
+            .envs(envs.iter().copied())
             .stdout(Stdio::from(file.try_clone().expect("dup")))
             .stderr(Stdio::from(file))
             .spawn()

@@ -1,0 +1,166 @@
+//! The HTTP transport of the Azure SDK pipeline, on the `reqwest` 0.12 + rustls (ring) client the
+//! rest of secretsync already uses.
+//!
+//! The SDK's built-in transport is reqwest 0.13 with aws-lc-rs; plugging our own keeps one TLS stack
+//! in the binary and gives us what the built-in one does not offer: the store's CA bundle added to
+//! the system / `SSL_CERT_FILE` roots, short connect and request timeouts, a bound on body sizes,
+//! and no redirects (a redirect would carry the bearer token to another host). `HTTPS_PROXY` /
+//! `NO_PROXY` are honoured by reqwest's system proxy support.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use azure_core::error::{Error, ErrorKind};
+use azure_core::http::headers::{HeaderName, HeaderValue, Headers};
+use azure_core::http::{AsyncRawResponse, HttpClient, Method, Request, StatusCode};
+
+use crate::providers::ProviderError;
+
+/// Largest response body accepted (Key Vault values are at most 25 KiB; list pages are small).
+pub const MAX_BODY: usize = 4 << 20;
+
+/// The transport: one pooled client per store.
+#[derive(Debug, Clone)]
+pub struct ReqwestTransport {
+    http: reqwest::Client,
+}
+
+impl ReqwestTransport {
+    /// Builds the client: system and `SSL_CERT_FILE` roots plus `extra_ca_pem`, if any.
+    pub fn new(
+        extra_ca_pem: Option<&[u8]>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Self, ProviderError> {
+        let invalid = |message: String| ProviderError::InvalidConfig { message };
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(true)
+            .connect_timeout(connect_timeout)
+            .timeout(request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("secretsync/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = extra_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|_| invalid("azureKeyVault.caBundle is not valid PEM".into()))?;
+            if certs.is_empty() {
+                return Err(invalid(
+                    "azureKeyVault.caBundle holds no certificate".into(),
+                ));
+            }
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let http = b
+            .build()
+            .map_err(|e| invalid(format!("building the HTTP client: {e}")))?;
+        Ok(Self { http })
+    }
+}
+
+fn method(m: Method) -> Option<reqwest::Method> {
+    Some(match m {
+        Method::Delete => reqwest::Method::DELETE,
+        Method::Get => reqwest::Method::GET,
+        Method::Head => reqwest::Method::HEAD,
+        Method::Patch => reqwest::Method::PATCH,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        _ => return None,
+    })
+}
+
+#[async_trait]
+impl HttpClient for ReqwestTransport {
+    async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
+        let url = request.url().clone();
+        let m = method(request.method())
+            .ok_or_else(|| Error::with_message(ErrorKind::Other, "unsupported HTTP method"))?;
+        let mut req = self.http.request(m, url.as_str());
+        for (name, value) in request.headers().iter() {
+            let mut hv = reqwest::header::HeaderValue::from_str(value.as_str()).map_err(|_| {
+                Error::with_message(
+                    ErrorKind::Other,
+                    format!("header {} is not a valid header value", name.as_str()),
+                )
+            })?;
+            if name.as_str().eq_ignore_ascii_case("authorization") {
+                hv.set_sensitive(true);
+            }
+            req = req.header(name.as_str(), hv);
+        }
+        match request.body() {
+            azure_core::http::Body::Bytes(b) => {
+                if !b.is_empty() {
+                    req = req.body(b.to_vec());
+                }
+            }
+            azure_core::http::Body::SeekableStream(_) => {
+                return Err(Error::with_message(
+                    ErrorKind::Other,
+                    "streaming request bodies are not supported",
+                ));
+            }
+        }
+        let mut resp = req.send().await.map_err(|e| {
+            let kind = if e.is_connect() {
+                ErrorKind::Connection
+            } else {
+                ErrorKind::Io
+            };
+            let what = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            // The URL (no values, no tokens) names the call; the cause says why.
+            Error::with_message(kind, format!("{what}: {} {}", url.path(), e.without_url()))
+        })?;
+        let status = StatusCode::from(resp.status().as_u16());
+        let mut headers: HashMap<HeaderName, HeaderValue> = HashMap::new();
+        for (k, v) in resp.headers() {
+            if let Ok(v) = v.to_str() {
+                headers.insert(
+                    HeaderName::from(k.as_str().to_owned()),
+                    HeaderValue::from(v.to_owned()),
+                );
+            }
+        }
+        // Read the whole body here (bounded), so a cut connection is a transport error (`Io`, retried
+        // later) and never a truncated document handed to the JSON parser.
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if body.len() + c.len() > MAX_BODY {
+                        return Err(Error::with_message(
+                            ErrorKind::DataConversion,
+                            format!("response of {} larger than {MAX_BODY} bytes", url.path()),
+                        ));
+                    }
+                    body.extend_from_slice(&c);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    zeroize::Zeroize::zeroize(&mut body);
+                    return Err(Error::with_message(
+                        ErrorKind::Io,
+                        format!("reading the answer of {}: {}", url.path(), e.without_url()),
+                    ));
+                }
+            }
+        }
+        let bytes = azure_core::Bytes::from(body);
+        let stream: azure_core::http::response::PinnedStream =
+            Box::pin(futures::stream::once(async move { Ok(bytes) }));
+        Ok(AsyncRawResponse::new(
+            status,
+            Headers::from(headers),
+            stream,
+        ))
+    }
+}
