@@ -11,12 +11,13 @@ use azure::{Fault, KeyVaultDouble, Rule, SetOptions, TENANT};
 use base64::Engine;
 use common::{Env, decoded, eventually};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::PostParams;
-use secretsync::api::SecretStore;
+use kube::api::{Patch, PatchParams, PostParams};
+use secretsync::api::{ClusterSecretStore, SecretStore};
 use serde_json::json;
 
 const CLIENT: &str = "22222222-2222-2222-2222-222222222222";
 const WI_CLIENT: &str = "33333333-3333-3333-3333-333333333333";
+const MI_CLIENT: &str = "44444444-4444-4444-4444-444444444444";
 const SP_SECRET: &str = "sp-secret-sentinel-a41c";
 
 async fn create<K>(env: &Env, obj: serde_json::Value)
@@ -91,7 +92,18 @@ async fn azure_sync_find_rotation_expiry_outage_and_workload_identity() {
 
     let env = Env::start("azure").await;
     let ca_file = kv.ca_file.to_string_lossy().to_string();
-    let op = env.operator_env(&[], &[("SSL_CERT_FILE", &ca_file)]);
+    // Managed identity through the App Service protocol (IDENTITY_ENDPOINT / IDENTITY_HEADER), served
+    // by the double on loopback.
+    kv.register_managed_identity("msi-header-sentinel", MI_CLIENT);
+    let msi = format!("{}/msi/token", kv.url);
+    let op = env.operator_env(
+        &[],
+        &[
+            ("SSL_CERT_FILE", &ca_file),
+            ("IDENTITY_ENDPOINT", &msi),
+            ("IDENTITY_HEADER", "msi-header-sentinel"),
+        ],
+    );
     create::<Secret>(
         &env,
         json!({"metadata": {"name": "azure-sp"}, "stringData": {"client-secret": SP_SECRET}}),
@@ -243,6 +255,31 @@ async fn azure_sync_find_rotation_expiry_outage_and_workload_identity() {
     env.wait_ready("wi", "True", "Synced").await;
     assert_eq!(decoded(&env.secret("wi").await.unwrap())["value"], "wi-1");
 
+    // A ClusterSecretStore on the controller's managed identity, admitting this namespace.
+    let css_name = format!("kv-mi-{}", env.ns);
+    let css: kube::Api<ClusterSecretStore> = kube::Api::all(env.client.clone());
+    css.patch(
+        &css_name,
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(json!({
+            "apiVersion": "secretsync.io/v1alpha1", "kind": "ClusterSecretStore",
+            "metadata": {"name": css_name},
+            "spec": {"provider": {"azureKeyVault": {
+                        "vaultUrl": kv.url, "authorityHost": kv.authority_host(),
+                        "caBundle": base64::engine::general_purpose::STANDARD.encode(kv.ca_pem.as_bytes()),
+                        "auth": {"managedIdentity": {"clientId": MI_CLIENT}}}},
+                     "conditions": [{"namespaces": [env.ns]}]}})),
+    )
+    .await
+    .expect("cluster store");
+    env.secretref(
+        "mi",
+        json!({"storeRef": {"name": css_name, "kind": "ClusterSecretStore"}, "data": data("value", "wi-key")}),
+    )
+    .await;
+    env.wait_ready("mi", "True", "Synced").await;
+    assert_eq!(decoded(&env.secret("mi").await.unwrap())["value"], "wi-1");
+
     // A store whose credential Entra refuses: Ready False with the reason and the AADSTS code.
     create::<Secret>(
         &env,
@@ -280,7 +317,7 @@ async fn azure_sync_find_rotation_expiry_outage_and_workload_identity() {
         "wi-1",
     ] {
         assert!(!logs.contains(sentinel), "{sentinel} leaked into the logs");
-        for name in ["plain", "db", "bad", "wi", "expiring"] {
+        for name in ["plain", "db", "bad", "wi", "mi", "expiring"] {
             for (_, _, note) in env.events_for(name).await {
                 assert!(
                     !note.contains(sentinel),
@@ -289,6 +326,7 @@ async fn azure_sync_find_rotation_expiry_outage_and_workload_identity() {
             }
         }
     }
+    let _ = css.delete(&css_name, &Default::default()).await;
     env.cleanup().await;
 }
 

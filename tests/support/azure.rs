@@ -212,6 +212,13 @@ struct Client {
     federated_subjects: Vec<String>,
 }
 
+/// A managed identity served by the App Service-style endpoint (`IDENTITY_ENDPOINT` =
+/// `{url}/msi/token`, `IDENTITY_HEADER` = `header`).
+struct ManagedIdentity {
+    header: String,
+    client_id: String,
+}
+
 struct Token {
     expires: SystemTime,
     client_id: String,
@@ -220,6 +227,7 @@ struct Token {
 struct State {
     secrets: HashMap<String, Secret>,
     clients: HashMap<String, Client>,
+    managed: Vec<ManagedIdentity>,
     tokens: HashMap<String, Token>,
     token_lifetime: i64,
     page_size: usize,
@@ -346,6 +354,7 @@ impl KeyVaultDouble {
             state: Mutex::new(State {
                 secrets: HashMap::new(),
                 clients: HashMap::new(),
+                managed: Vec::new(),
                 tokens: HashMap::new(),
                 token_lifetime: 3599,
                 page_size: 25,
@@ -429,6 +438,17 @@ impl KeyVaultDouble {
             .or_default()
             .federated_subjects
             .push(subject.to_string());
+    }
+
+    /// Registers a managed identity for the App Service managed-identity protocol (API version
+    /// 2019-08-01): `GET {url}/msi/token?api-version=2019-08-01&resource=...[&client_id=...]` with the
+    /// header `X-IDENTITY-HEADER: <header>`. `client_id` is the user-assigned identity's client id
+    /// (a request without `client_id` gets the first registered identity, the "system-assigned" one).
+    pub fn register_managed_identity(&self, header: &str, client_id: &str) {
+        self.state().managed.push(ManagedIdentity {
+            header: header.to_string(),
+            client_id: client_id.to_string(),
+        });
     }
 
     /// Sets a new version (enabled, no tags); returns its version id.
@@ -681,8 +701,14 @@ async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Response<OneChunk> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let identity_header = req
+        .headers()
+        .get("x-identity-header")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = read_body(req.into_body()).await;
-    let is_token = path.contains("/oauth2/");
+    let is_msi = path.starts_with("/msi/");
+    let is_token = path.contains("/oauth2/") || is_msi;
 
     // Faults apply to the token endpoint and to vault requests that carry a token (an
     // unauthenticated vault request always gets its challenge first).
@@ -730,6 +756,10 @@ async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Response<OneChunk> {
     };
     let answer = match answer {
         Some(a) => a,
+        None if is_msi => {
+            count_token(&sh);
+            msi_token(&sh, &query, identity_header.as_deref())
+        }
         None if is_token => {
             count_token(&sh);
             token(&sh, &method, &path, &body)
@@ -1026,6 +1056,20 @@ fn token(sh: &Shared, method: &str, path: &str, body: &[u8]) -> Answer {
             ),
         );
     }
+    let (access_token, lifetime) = issue(&mut st, client_id);
+    Answer::json(
+        200,
+        json!({
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": access_token,
+        }),
+    )
+}
+
+/// Issues an access token for the vault to `client_id` (remembered until it expires or is revoked).
+fn issue(st: &mut State, client_id: &str) -> (String, i64) {
     let lifetime = st.token_lifetime;
     let now = now_secs();
     let claims = json!({
@@ -1058,13 +1102,43 @@ fn token(sh: &Shared, method: &str, path: &str, body: &[u8]) -> Answer {
             client_id: client_id.to_string(),
         },
     );
+    (access_token, lifetime)
+}
+
+/// The App Service managed-identity endpoint (`IDENTITY_ENDPOINT`).
+fn msi_token(sh: &Shared, query: &str, header: Option<&str>) -> Answer {
+    let q: HashMap<String, String> = pairs(query).into_iter().collect();
+    let mut st = sh.state.lock().unwrap();
+    if q.get("api-version").map(String::as_str) != Some("2019-08-01") {
+        return Answer::json(
+            400,
+            json!({"statusCode": 400, "message": "api-version 2019-08-01 is required"}),
+        );
+    }
+    if q.get("resource").map(String::as_str) != Some(RESOURCE) {
+        return Answer::json(
+            400,
+            json!({"statusCode": 400, "message": "unsupported resource"}),
+        );
+    }
+    let found = st.managed.iter().find(|m| {
+        Some(m.header.as_str()) == header && q.get("client_id").is_none_or(|c| *c == m.client_id)
+    });
+    let Some(client_id) = found.map(|m| m.client_id.clone()) else {
+        return Answer::json(
+            400,
+            json!({"statusCode": 400, "message": "No managed identity found for the specified ClientId/ResourceId/PrincipalId."}),
+        );
+    };
+    let (access_token, lifetime) = issue(&mut st, &client_id);
     Answer::json(
         200,
         json!({
-            "token_type": "Bearer",
-            "expires_in": lifetime,
-            "ext_expires_in": lifetime,
             "access_token": access_token,
+            "expires_on": (now_secs() + lifetime).to_string(),
+            "resource": RESOURCE,
+            "token_type": "Bearer",
+            "client_id": client_id,
         }),
     )
 }
