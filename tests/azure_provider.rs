@@ -421,3 +421,24 @@ async fn an_untrusted_certificate_fails_fast() {
         "the TLS handshake failed before any request"
     );
 }
+
+#[tokio::test]
+async fn tokens_are_refreshed_before_they_expire() {
+    let (kv, p) = setup().await;
+    kv.set("k", "v");
+    // A token with 10 minutes left is reused; one with less than 5 minutes left is replaced before
+    // the vault could reject it (the SDK's refresh window), so no read ever fails for an old token.
+    kv.set_token_lifetime(600);
+    for _ in 0..3 {
+        assert_eq!(value(&p.get(&RemoteRef::latest("k")).await), "v");
+    }
+    assert_eq!(kv.counts().token_requests, 1);
+    kv.set_token_lifetime(240);
+    let p = AzureKeyVault::new(settings(&kv, client_secret(SECRET))).unwrap();
+    kv.reset_counts();
+    for _ in 0..3 {
+        assert_eq!(value(&p.get(&RemoteRef::latest("k")).await), "v");
+    }
+    assert_eq!(kv.counts().token_requests, 3, "{:?}", kv.counts());
+    assert_eq!(p.rebuilds(), 0);
+}

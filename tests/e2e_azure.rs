@@ -36,14 +36,17 @@ where
         .expect("create");
 }
 
+/// An `azureKeyVault` store on the double. `ca`: trust the double's CA through `caBundle` and name
+/// the authority in `authorityHost`; otherwise both come from the controller's environment
+/// (`SSL_CERT_FILE`, `AZURE_AUTHORITY_HOST`).
 async fn store(env: &Env, name: &str, kv: &KeyVaultDouble, auth: serde_json::Value, ca: bool) {
     let mut p = json!({
         "vaultUrl": kv.url,
         "tenantId": TENANT,
-        "authorityHost": kv.authority_host(),
         "auth": auth,
     });
     if ca {
+        p["authorityHost"] = json!(kv.authority_host());
         p["caBundle"] =
             json!(base64::engine::general_purpose::STANDARD.encode(kv.ca_pem.as_bytes()));
     }
@@ -100,6 +103,7 @@ async fn azure_sync_find_rotation_expiry_outage_and_workload_identity() {
         &[],
         &[
             ("SSL_CERT_FILE", &ca_file),
+            ("AZURE_AUTHORITY_HOST", &kv.authority_host()),
             ("IDENTITY_ENDPOINT", &msi),
             ("IDENTITY_HEADER", "msi-header-sentinel"),
         ],
@@ -110,7 +114,8 @@ async fn azure_sync_find_rotation_expiry_outage_and_workload_identity() {
     )
     .await;
     store(&env, "kv", &kv, sp_auth(), true).await;
-    // No caBundle: the private CA is trusted through SSL_CERT_FILE.
+    // No caBundle and no authorityHost: the private CA is trusted through SSL_CERT_FILE and the
+    // authority is AZURE_AUTHORITY_HOST (without it the public cloud's, unreachable here).
     store(&env, "kv-env-ca", &kv, sp_auth(), false).await;
 
     let data = |k: &str, key: &str| json!([{"secretKey": k, "remoteRef": {"key": key}}]);
