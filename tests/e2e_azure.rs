@@ -11,7 +11,7 @@ use azure::{Fault, KeyVaultDouble, Rule, SetOptions, TENANT};
 use base64::Engine;
 use common::{Env, decoded, eventually};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use secretsync::api::{ClusterSecretStore, SecretStore};
 use serde_json::json;
 
@@ -19,22 +19,6 @@ const CLIENT: &str = "22222222-2222-2222-2222-222222222222";
 const WI_CLIENT: &str = "33333333-3333-3333-3333-333333333333";
 const MI_CLIENT: &str = "44444444-4444-4444-4444-444444444444";
 const SP_SECRET: &str = "sp-secret-sentinel-a41c";
-
-async fn create<K>(env: &Env, obj: serde_json::Value)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    <K as kube::Resource>::DynamicType: Default,
-{
-    let o: K = serde_json::from_value(obj).unwrap();
-    env.api::<K>()
-        .create(&PostParams::default(), &o)
-        .await
-        .expect("create");
-}
 
 /// An `azureKeyVault` store on the double. `ca`: trust the double's CA through `caBundle` and name
 /// the authority in `authorityHost`; otherwise both come from the controller's environment
@@ -108,8 +92,7 @@ async fn azure_sync_find_rotation_expiry_outage_and_workload_identity() {
             ("IDENTITY_HEADER", "msi-header-sentinel"),
         ],
     );
-    create::<Secret>(
-        &env,
+    env.create::<Secret>(
         json!({"metadata": {"name": "azure-sp"}, "stringData": {"client-secret": SP_SECRET}}),
     )
     .await;
@@ -238,7 +221,8 @@ async fn azure_sync_find_rotation_expiry_outage_and_workload_identity() {
     );
 
     // Workload identity through a TokenRequest for a service account of the store's namespace.
-    create::<ServiceAccount>(&env, json!({"metadata": {"name": "kv-reader"}})).await;
+    env.create::<ServiceAccount>(json!({"metadata": {"name": "kv-reader"}}))
+        .await;
     kv.register_federated_subject(
         WI_CLIENT,
         &format!("system:serviceaccount:{}:kv-reader", env.ns),
@@ -286,9 +270,7 @@ async fn azure_sync_find_rotation_expiry_outage_and_workload_identity() {
     assert_eq!(decoded(&env.secret("mi").await.unwrap())["value"], "wi-1");
 
     // A store whose credential Entra refuses: Ready False with the reason and the AADSTS code.
-    create::<Secret>(
-        &env,
-        json!({"metadata": {"name": "azure-sp-bad"}, "stringData": {"client-secret": "not-the-secret"}}),
+    env.create::<Secret>(json!({"metadata": {"name": "azure-sp-bad"}, "stringData": {"client-secret": "not-the-secret"}}),
     )
     .await;
     store(

@@ -66,7 +66,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     FetchedSecret, FindQuery, Provider, ProviderError, ProviderKind, RemoteRef, SecretMetadata,
-    check_endpoint, compile_name_regexp, name_matches,
+    check_endpoint, name_matches,
 };
 use crate::value::SecretBytes;
 
@@ -567,11 +567,7 @@ impl Provider for AwsSecretsManager {
     }
 
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>, ProviderError> {
-        let re = query
-            .name_regexp
-            .as_deref()
-            .map(compile_name_regexp)
-            .transpose()?;
+        let re = query.compiled_regexp()?;
         // Server-side filters narrow the listing (AWS matches them loosely: prefixes of words, and
         // tag keys and values independently); the exact match is done here.
         let mut filters = Vec::new();

@@ -36,7 +36,7 @@ use async_trait::async_trait;
 
 use super::{
     FetchedSecret, FindQuery, Provider, ProviderError, ProviderKind, RemoteRef, SecretMetadata,
-    compile_name_regexp, name_matches,
+    name_matches,
 };
 use crate::value::SecretBytes;
 
@@ -174,11 +174,7 @@ impl Provider for EnvProvider {
     }
 
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>, ProviderError> {
-        let re = query
-            .name_regexp
-            .as_deref()
-            .map(compile_name_regexp)
-            .transpose()?;
+        let re = query.compiled_regexp()?;
         if !query.tags.is_empty() {
             return Ok(Vec::new());
         }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::{
     FetchedSecret, FindQuery, Provider, ProviderError, ProviderKind, RemoteRef, SecretMetadata,
-    compile_name_regexp, name_matches,
+    name_matches,
 };
 use crate::api::FakeProvider as FakeSpec;
 use crate::value::SecretBytes;
@@ -46,11 +46,7 @@ impl Provider for FakeProvider {
     }
 
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>, ProviderError> {
-        let re = query
-            .name_regexp
-            .as_deref()
-            .map(compile_name_regexp)
-            .transpose()?;
+        let re = query.compiled_regexp()?;
         let mut keys: Vec<String> = self
             .spec
             .data

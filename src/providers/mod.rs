@@ -222,6 +222,35 @@ pub trait Provider: Send + Sync {
     async fn validate(&self) -> Result<(), ProviderError>;
 }
 
+impl FindQuery {
+    /// The compiled `name.regexp`, if any (see [`compile_name_regexp`]).
+    pub fn compiled_regexp(&self) -> Result<Option<regex::Regex>, ProviderError> {
+        self.name_regexp
+            .as_deref()
+            .map(compile_name_regexp)
+            .transpose()
+    }
+}
+
+/// Reads `remotes` one call each, at most `concurrency` at a time, answers in input order: the
+/// `get_many` of providers without a batch API.
+pub async fn read_concurrently<P: Provider + ?Sized>(
+    provider: &P,
+    remotes: &[RemoteRef],
+    concurrency: usize,
+) -> Vec<Result<FetchedSecret, ProviderError>> {
+    use futures::StreamExt;
+    use futures::future::BoxFuture;
+    // Collected first: a lazy `map` closure would need to be general over the borrow's lifetime,
+    // which the `Send` bound of `async_trait` futures cannot express.
+    let reads: Vec<BoxFuture<'_, Result<FetchedSecret, ProviderError>>> =
+        remotes.iter().map(|r| provider.get(r)).collect();
+    futures::stream::iter(reads)
+        .buffered(concurrency.max(1))
+        .collect()
+        .await
+}
+
 /// Compiles a `find.name.regexp`, bounded in size so a hostile pattern cannot exhaust memory.
 pub fn compile_name_regexp(pattern: &str) -> Result<regex::Regex, ProviderError> {
     regex::RegexBuilder::new(pattern)

@@ -72,7 +72,7 @@ use zeroize::Zeroizing;
 
 use super::{
     FetchedSecret, FindQuery, Provider, ProviderError, ProviderKind, RemoteRef, SecretMetadata,
-    check_endpoint, compile_name_regexp,
+    check_endpoint,
 };
 use crate::value::SecretBytes;
 
@@ -1000,12 +1000,7 @@ impl Provider for VaultProvider {
     }
 
     async fn get_many(&self, remotes: &[RemoteRef]) -> Vec<Result<FetchedSecret, ProviderError>> {
-        let reads: Vec<BoxFuture<'_, Result<FetchedSecret, ProviderError>>> =
-            remotes.iter().map(|r| self.get(r)).collect();
-        stream::iter(reads)
-            .buffered(READ_CONCURRENCY)
-            .collect()
-            .await
+        super::read_concurrently(self, remotes, READ_CONCURRENCY).await
     }
 
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>, ProviderError> {
@@ -1017,11 +1012,7 @@ impl Provider for VaultProvider {
                 ),
             });
         }
-        let re = query
-            .name_regexp
-            .as_deref()
-            .map(compile_name_regexp)
-            .transpose()?;
+        let re = query.compiled_regexp()?;
         let raw_prefix = query.path.as_deref().unwrap_or("");
         let lead = if raw_prefix.starts_with('/') { "/" } else { "" };
         let prefix = raw_prefix.trim_start_matches('/');

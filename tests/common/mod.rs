@@ -187,6 +187,23 @@ impl Env {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
+    /// Creates a namespaced object given as JSON (panics if it exists).
+    pub async fn create<K>(&self, obj: serde_json::Value)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        let o: K = serde_json::from_value(obj).expect("object JSON");
+        self.api::<K>()
+            .create(&PostParams::default(), &o)
+            .await
+            .expect("create");
+    }
+
     /// Server-side applies a namespaced object given as JSON (field manager `e2e`).
     pub async fn apply<K>(&self, name: &str, obj: serde_json::Value)
     where

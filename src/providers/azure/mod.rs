@@ -60,12 +60,11 @@ use azure_security_keyvault_secrets::models::{
 };
 use azure_security_keyvault_secrets::{ResourceExt, SecretClient, SecretClientOptions};
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::TryStreamExt;
 
 use super::{
     FetchedSecret, FindQuery, JwtSource, Provider, ProviderError, ProviderKind, RemoteRef,
-    SecretMetadata, compile_name_regexp, name_matches,
+    SecretMetadata, name_matches,
 };
 use crate::value::SecretBytes;
 
@@ -836,20 +835,11 @@ impl Provider for AzureKeyVault {
     }
 
     async fn get_many(&self, remotes: &[RemoteRef]) -> Vec<Result<FetchedSecret, ProviderError>> {
-        let reads: Vec<BoxFuture<'_, Result<FetchedSecret, ProviderError>>> =
-            remotes.iter().map(|r| self.get(r)).collect();
-        stream::iter(reads)
-            .buffered(READ_CONCURRENCY)
-            .collect()
-            .await
+        super::read_concurrently(self, remotes, READ_CONCURRENCY).await
     }
 
     async fn find(&self, query: &FindQuery) -> Result<Vec<String>, ProviderError> {
-        let re = query
-            .name_regexp
-            .as_deref()
-            .map(compile_name_regexp)
-            .transpose()?;
+        let re = query.compiled_regexp()?;
         let mut names = self
             .call(None, |c| {
                 self.list_matching(c, query, re.as_ref(), None, MAX_FIND_PAGES)

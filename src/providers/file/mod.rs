@@ -82,7 +82,7 @@ pub use keys::{Keyring, MasterKey};
 
 use crate::providers::{
     FetchedSecret, FindQuery, Provider, ProviderError, ProviderKind, RemoteRef, SecretMetadata,
-    compile_name_regexp, name_matches,
+    name_matches,
 };
 
 /// Every way the file store can fail. Messages name files, entries and key ids — never values or
@@ -299,11 +299,7 @@ impl FileProvider {
     }
 
     fn find_sync(&self, query: &FindQuery) -> Result<Vec<String>, ProviderError> {
-        let re = query
-            .name_regexp
-            .as_deref()
-            .map(compile_name_regexp)
-            .transpose()?;
+        let re = query.compiled_regexp()?;
         Ok(self
             .store
             .list()
