@@ -1,7 +1,7 @@
 # secretsync — build, test, lint, generate, demo.
 CARGO ?= cargo
 
-.PHONY: build test test-deps lint fmt crds chart-lint manifests image demo e2e clean
+.PHONY: build test test-deps lint fmt crds chart-lint manifests image demo e2e bench bench-quick clean
 
 build:
 	$(CARGO) build --workspace --bins
@@ -49,9 +49,48 @@ DOCKER ?= docker
 image:
 	$(DOCKER) build -t $(IMAGE) .
 
+## Benchmarks of DESIGN §6 (README "Performance"): the release binary against the Kubernetes API
+## emulator and moto, each its own process; 10k SecretRefs, 3 runs (about 20 minutes). Prints a Markdown
+## table (median and worst of the runs) and writes target/bench/bench.json (+ latest.json, bench.md).
+## Knobs: BENCH_ARGS="--runs 1 --refs 5000", or the BENCH_* variables of `secretsync-bench run --help`.
+BENCH_BUILD = $(CARGO) build --release -p secretsync --bin secretsync -p testkit --bin kube-emulator -p secretsync-bench --bin secretsync-bench
+bench: test-deps
+	$(BENCH_BUILD)
+	./target/release/secretsync-bench run $(BENCH_ARGS)
+
+## The same at 1k SecretRefs, one run, short windows (under 2 minutes once built).
+bench-quick: test-deps
+	$(BENCH_BUILD)
+	./target/release/secretsync-bench run --refs 1000 --runs 1 --idle-seconds 10 --fast-interval 5 \
+	  --aws-interval 5 --settle-seconds 2 --label bench-quick $(BENCH_ARGS)
+
 ## The main job on an embedded default: no cloud account, no cluster.
 demo: build
 	./examples/demo.sh
 
 clean:
 	$(CARGO) clean
+
+## Reliability and security campaign, long form (README "Reliability and security testing"; `make test`
+## runs the same suites at CI size): the reconcile model test with 1,000,000 cases, the fault campaign
+## with 1,000 SecretRefs, 10 minutes of provider/API faults and a 60 s API outage, the tenancy exploit
+## suite, and the fuzz-corpus replay with many more mutations.
+.PHONY: soak fuzz
+soak: test-deps
+	PROPTEST_CASES=1000000 $(CARGO) test --test model_reconcile
+	SOAK_REFS=1000 SOAK_SECS=600 SOAK_OUTAGE_SECS=60 $(CARGO) test --test soak -- --nocapture
+	$(CARGO) test --test e2e_tenancy --test chart_rbac --test bad_input -- --nocapture
+	FUZZ_MUTATIONS=200000 FUZZ_SECS=120 $(CARGO) test --test fuzz_corpus -- --nocapture
+
+## libFuzzer on every parser and transform (fuzz/, cargo-fuzz): FUZZ_SECS_PER_TARGET seconds each (default
+## 60). Installs cargo-fuzz when missing; stable toolchains run it with RUSTC_BOOTSTRAP=1. New findings
+## land in fuzz/artifacts/<target>/; copy a reproducer to fuzz/corpus/<target>/seed-regress-<name> so that
+## `tests/fuzz_corpus.rs` replays it in `make test`.
+FUZZ_SECS_PER_TARGET ?= 60
+FUZZ_TARGETS ?= property_path template file_store manifests duration desired_secret payload_vault payload_aws
+fuzz:
+	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECS_PER_TARGET) \
+	    -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 || exit 1; \
+	done

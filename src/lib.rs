@@ -6,6 +6,8 @@ pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod controller;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod providers;
 pub mod server;
 pub mod telemetry;

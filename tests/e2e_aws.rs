@@ -128,6 +128,29 @@ async fn aws_sync_rotation_outage_and_recovery() {
     );
     assert_eq!(env.count_events("db", "Rotated").await, 0);
 
+    // Access denied is reported as such, and still removes nothing. (Checked before the outage: a
+    // denial is not an outage, so its SecretRefs wait out their own backoff; the outage below then
+    // starts from a clean failure count, as G6 measures recovery from an outage.)
+    proxy.fail(Rule::always(Fault::AccessDenied));
+    env.wait_ready("plain", "False", "AccessDenied").await;
+    assert_eq!(
+        decoded(&env.secret("plain").await.unwrap())["value"],
+        "plain-2"
+    );
+    proxy.clear();
+    for name in ["plain", "db", "found"] {
+        eventually(
+            Duration::from_secs(120),
+            "recovery from the denial",
+            || async {
+                env.ready(name)
+                    .await
+                    .filter(|r| r.0 == "True" && r.1 == "Synced")
+            },
+        )
+        .await;
+    }
+
     // Outage: every call fails with 503. The Secrets stay; Ready turns False/ProviderUnavailable.
     proxy.fail(Rule::always(Fault::Status(503)));
     for name in ["plain", "db", "found"] {
@@ -140,15 +163,6 @@ async fn aws_sync_rotation_outage_and_recovery() {
     );
     assert_eq!(decoded(&env.secret("db").await.unwrap()), db);
     assert_eq!(decoded(&env.secret("found").await.unwrap()), found);
-
-    // Access denied is reported as such, and still removes nothing.
-    proxy.clear();
-    proxy.fail(Rule::always(Fault::AccessDenied));
-    env.wait_ready("plain", "False", "AccessDenied").await;
-    assert_eq!(
-        decoded(&env.secret("plain").await.unwrap())["value"],
-        "plain-2"
-    );
 
     // Recovery within 60 s of the provider answering again (DESIGN G6), although the SecretRefs are
     // deep in their backoff: the store probe and the first successful read wake every SecretRef

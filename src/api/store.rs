@@ -424,7 +424,9 @@ pub struct FileProvider {
     /// The store document (ciphertext, safe to commit to Git) in a ConfigMap of the store's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<ConfigMapKeySelector>,
-    /// The store document as a file: for the CLI, or a volume mounted into the controller pod.
+    /// The store document as a file: for the CLI, or a volume mounted into the controller pod. In the
+    /// cluster only a ClusterSecretStore or a store in the controller's namespace may use it (it reads
+    /// the controller's filesystem); tenant stores use `configMapRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// The Secret holding the master keys (data keys are key ids). The CLI uses

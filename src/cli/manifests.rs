@@ -267,26 +267,50 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> Result<Manifests, Cli
             path: path.clone(),
             source,
         })?;
-        for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let source = Source {
-                path: path.clone(),
-                document: i + 1,
-            };
-            let value = Value::deserialize(doc).map_err(|e| CliError::Yaml {
-                path: path.clone(),
-                document: i + 1,
-                line: e.location().map(|l| l.line()),
-                message: e.to_string(),
-            })?;
-            add_value(&mut m, &mut seen, value, &source, default_namespace)?;
-        }
+        add_text(&mut m, &mut seen, &path, &text, default_namespace)?;
     }
+    sort(&mut m);
+    Ok(m)
+}
+
+/// Parses and validates the manifests of one YAML text as if read from `path` (the entry point of
+/// the manifest fuzz target; [`load`] does the same per file).
+pub fn load_str(path: &Path, text: &str, default_namespace: &str) -> Result<Manifests, CliError> {
+    let mut m = Manifests::default();
+    add_text(&mut m, &mut HashMap::new(), path, text, default_namespace)?;
+    sort(&mut m);
+    Ok(m)
+}
+
+fn add_text(
+    m: &mut Manifests,
+    seen: &mut HashMap<String, Source>,
+    path: &Path,
+    text: &str,
+    default_namespace: &str,
+) -> Result<(), CliError> {
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let source = Source {
+            path: path.to_path_buf(),
+            document: i + 1,
+        };
+        let value = Value::deserialize(doc).map_err(|e| CliError::Yaml {
+            path: path.to_path_buf(),
+            document: i + 1,
+            line: e.location().map(|l| l.line()),
+            message: e.to_string(),
+        })?;
+        add_value(m, seen, value, &source, default_namespace)?;
+    }
+    Ok(())
+}
+
+fn sort(m: &mut Manifests) {
     m.secret_refs
         .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     m.stores
         .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     m.cluster_stores.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(m)
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {

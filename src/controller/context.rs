@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::runtime::events::Recorder;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 
@@ -60,8 +60,10 @@ pub struct RefState {
     /// When the next periodic refresh is due (unknown after a restart).
     pub next_refresh: Option<tokio::time::Instant>,
     /// The status we last wrote, and the resourceVersion the object had before that write: while
-    /// the watch still shows that older version, our own write is the truth.
-    pub written: Option<(String, SecretRefStatus)>,
+    /// the watch still shows that older version, our own write is the truth. Dropped once the watch
+    /// shows a newer version (boxed: most SecretRefs have none, and this map holds one entry per
+    /// SecretRef).
+    pub written: Option<Box<(String, SecretRefStatus)>>,
     /// Identity of the store configuration the last fetch used (a changed store means a re-read).
     pub store_id: Option<std::sync::Arc<str>>,
 }
@@ -70,8 +72,8 @@ pub struct RefState {
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
-    /// The one event recorder.
-    pub recorder: Recorder,
+    /// Who publishes events (see [`Context::recorder`]).
+    reporter: Reporter,
     /// Settings.
     pub settings: Settings,
     /// HMAC key for data fingerprints.
@@ -88,6 +90,8 @@ pub struct Context {
     pub restarter: Arc<super::restart::Restarter>,
     /// Whether this replica may write (always true without leader election).
     pub leader: Arc<AtomicBool>,
+    /// SecretRefs being reconciled (by the queue or the fast lane).
+    pub claims: super::lanes::Claims,
     states: Mutex<HashMap<String, RefState>>,
     /// SecretRefs in backoff after a transient provider failure, by store (`Kind/[ns/]name`): woken as
     /// soon as the store answers again, instead of waiting out their backoff.
@@ -100,7 +104,7 @@ impl Context {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
-        recorder: Recorder,
+        reporter: Reporter,
         settings: Settings,
         hmac: HmacKey,
         stores: StoreResolver,
@@ -116,8 +120,9 @@ impl Context {
         let fetcher = Fetcher::default();
         fetcher.set_observer(metrics.clone());
         Self {
+            claims: super::lanes::Claims::default(),
             client,
-            recorder,
+            reporter,
             settings,
             hmac,
             fetcher,
@@ -130,6 +135,14 @@ impl Context {
             failing: Mutex::new(HashMap::new()),
             wake,
         }
+    }
+
+    /// An event recorder. A fresh one each time: kube-runtime's recorder caches every event it
+    /// published (for series aggregation) until its next publish, so a shared one would hold one
+    /// event per SecretRef after a first sync of many, for good. We publish only on changes, so
+    /// repeats within the aggregation window are rare anyway.
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
     }
 
     /// Whether this replica holds the lease (or runs without leader election).

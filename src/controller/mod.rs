@@ -2,6 +2,8 @@
 
 pub mod context;
 pub mod desired;
+pub mod fold;
+pub mod lanes;
 pub mod leader;
 pub mod property;
 pub mod reconcile;
@@ -23,7 +25,7 @@ use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -181,7 +183,6 @@ pub async fn run(
         controller: "secretsync".into(),
         instance: Some(settings.identity.clone()),
     };
-    let recorder = Recorder::new(client.clone(), reporter);
     let mut resolver = stores::StoreResolver::new(
         client.clone(),
         settings.controller_namespace.clone(),
@@ -198,7 +199,7 @@ pub async fn run(
     let lease_known = Arc::new(AtomicBool::new(lease.is_none()));
     let ctx = Arc::new(Context::new(
         client.clone(),
-        recorder,
+        reporter,
         settings,
         hmac,
         resolver,
@@ -228,12 +229,63 @@ pub async fn run(
         stop(),
     ));
 
-    let controller = Controller::new(
-        srefs,
-        watcher::Config::default().any_semantic().page_size(500),
+    // The SecretRef cache holds every SecretRef for good: without managedFields (never read, and
+    // their FieldsV1 trees are most of an object's memory).
+    let (sref_reader, sref_writer) = reflector::store::<SecretRef>();
+    // New and changed SecretRefs also go to the fast lane (see `lanes`): live watch events only,
+    // not the initial list (or a relist), which the queue works through anyway.
+    let (urgent_tx, urgent_rx) = futures::channel::mpsc::unbounded::<ObjectRef<SecretRef>>();
+    let sref_stream = reflector::reflector(
+        sref_writer,
+        watcher(
+            srefs,
+            watcher::Config::default().any_semantic().page_size(500),
+        )
+        .modify(|s| s.metadata.managed_fields = None),
     )
-    .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
-    let sref_reader = controller.store();
+    .inspect(move |ev| {
+        if let Ok(watcher::Event::Apply(s)) = ev
+            && lanes::is_urgent(s)
+        {
+            let _ = urgent_tx.unbounded_send(ObjectRef::from_obj(s));
+        }
+    })
+    .applied_objects();
+    let controller = Controller::for_stream(sref_stream, sref_reader.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .trigger_backoff(WatchBackoff::default());
+    let fast_lane = {
+        let (ctx, reader) = (ctx.clone(), sref_reader.clone());
+        let (sr, csr) = (store_reader.clone(), cstore_reader.clone());
+        let limit = usize::from(concurrency / 4).max(2);
+        tokio::spawn(
+            urgent_rx
+                .take_until(stop())
+                .for_each_concurrent(limit, move |oref| {
+                    let (ctx, reader) = (ctx.clone(), reader.clone());
+                    let (sr, csr) = (sr.clone(), csr.clone());
+                    async move {
+                        if !ctx.may_write() {
+                            return;
+                        }
+                        futures::join!(synced(&sr), synced(&csr));
+                        let key = format!(
+                            "{}/{}",
+                            oref.namespace.as_deref().unwrap_or_default(),
+                            oref.name
+                        );
+                        let _claim = ctx.claims.claim(&key).await;
+                        // The latest version, if it still needs a sync.
+                        let Some(sref) = reader.get(&oref).filter(|s| lanes::is_urgent(s)) else {
+                            return;
+                        };
+                        // Errors and the next refresh are left to the queued reconcile of the
+                        // same event.
+                        let _ = reconcile::reconcile(sref, ctx.clone()).await;
+                    }
+                }),
+        )
+    };
     let by_store = |kind: StoreKind, reader: reflector::Store<SecretRef>| {
         move |name: String, ns: Option<String>| -> Vec<ObjectRef<SecretRef>> {
             reader
@@ -270,6 +322,7 @@ pub async fn run(
         });
     }
     let (sr, csr) = (store_reader.clone(), cstore_reader.clone());
+    let latest = sref_reader.clone();
     controller
         .watches_stream(store_stream, move |s: SecretStore| {
             ns_store_map(s.name_any(), s.namespace())
@@ -287,6 +340,7 @@ pub async fn run(
         .run(
             move |sref, ctx: Arc<Context>| {
                 let (sr, csr) = (sr.clone(), csr.clone());
+                let latest = latest.clone();
                 async move {
                     // Replicas without the lease keep their watches warm but neither read providers
                     // nor write; winning the lease reconciles everything.
@@ -295,7 +349,15 @@ pub async fn run(
                     }
                     // Never judge a store missing before the store watches have listed.
                     futures::join!(synced(&sr), synced(&csr));
-                    reconcile::reconcile(sref, ctx).await
+                    // Never at the same time as the fast lane.
+                    let key = ctx.key_of(&sref);
+                    let _claim = ctx.claims.claim(&key).await;
+                    // The fast lane may have handled it meanwhile: take the latest version (none:
+                    // it was deleted).
+                    let Some(sref) = latest.get(&ObjectRef::from_obj(&*sref)) else {
+                        return Ok(kube::runtime::controller::Action::await_change());
+                    };
+                    reconcile::reconcile(sref, ctx.clone()).await
                 }
             },
             reconcile::error_policy,
@@ -303,6 +365,7 @@ pub async fn run(
         )
         .for_each(|_| futures::future::ready(()))
         .await;
+    let _ = fast_lane.await;
     let _ = restarter.await;
     let _ = store_checks.await;
     if let Some(t) = lease_task {
@@ -310,4 +373,39 @@ pub async fn run(
     }
     info!("controller stopped");
     Ok(())
+}
+
+/// Backoff of the watches after errors: 250 ms doubling to at most 2 s, with jitter. kube-runtime's
+/// default (client-go's, up to 30 s) would leave the controller blind for up to half a minute after
+/// an API-server outage; DESIGN §6 G6 wants it back within seconds (`tests/soak.rs` checks 5 s after a
+/// 60 s outage in `make soak`). A handful of watches retrying every 2 s is no load on an API server.
+struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const MIN: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(2);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self { next: Self::MIN }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(d.mul_f64(rand::random_range(0.75..1.0)))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
 }

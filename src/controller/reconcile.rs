@@ -19,10 +19,9 @@ use super::context::Context;
 use super::desired::{self, Answers, BuildError, DesiredSecret};
 use super::stores::{Resolved, StoreError, kube_error_summary};
 use super::target::{self, Decision};
-use super::{schedule, status as cond};
+use super::{fold, schedule, status as cond};
 use crate::api::{
-    self, CreationPolicy, DeletionPolicy, NotFoundRecord, SecretRef, SecretRefStatus, duration,
-    validation,
+    self, CreationPolicy, DeletionPolicy, SecretRef, SecretRefStatus, duration, validation,
 };
 use crate::providers::{ProviderError, RemoteRef};
 
@@ -144,12 +143,16 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
     let name = sref.name_any();
     let key = ctx.key_of(&sref);
     let generation = sref.metadata.generation;
-    // While the watch still shows the version we last wrote status over, our write is the truth.
+    // While the watch still shows the version we last wrote status over, our write is the truth;
+    // once it shows another version, that one carries our write (or a later one): forget ours.
     let rv = sref.resource_version();
     let old_status = ctx
-        .with_state(&key, |s| match &s.written {
+        .with_state(&key, |s| match s.written.as_deref() {
             Some((w_rv, st)) if rv.as_ref() == Some(w_rv) => Some(st.clone()),
-            _ => None,
+            _ => {
+                s.written = None;
+                None
+            }
         })
         .unwrap_or_else(|| sref.status.clone().unwrap_or_default());
 
@@ -226,6 +229,16 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
             secret_matches_status(s, &old_status, &sref.name_any(), creation, &ctx)
         });
     if in_sync && !due && !forced {
+        // Verified without a provider call: count it as Ready (after a restart, the gauge would
+        // otherwise stay empty until each SecretRef's first refresh).
+        ctx.metrics.set_secretref_state(
+            &key,
+            Some(true),
+            old_status
+                .expires_at
+                .as_ref()
+                .map(|t| api::from_time(t).timestamp()),
+        );
         return Ok(schedule_next(&ctx, &sref, &key, interval));
     }
 
@@ -241,13 +254,21 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
     };
     let answers = match fetch_all(&ctx, &sref, &store, max_age).await {
         Ok(a) => a,
-        Err(e) => {
+        Err((e, all_not_found)) => {
             if let Error::Store(StoreError::KeyNotAllowed { key, .. }) = &e {
                 let mut rec = audit_record(&ctx, &sref, Some(&store), "deny", e.reason());
                 rec.remote_key = Some(key.clone());
                 ctx.audit.record(rec);
             }
-            handle_fetch_failure(&ctx, &sref, &old_status, existing.as_ref(), &e).await?;
+            handle_fetch_failure(
+                &ctx,
+                &sref,
+                &old_status,
+                existing.as_ref(),
+                &e,
+                all_not_found,
+            )
+            .await?;
             return Err(e);
         }
     };
@@ -610,14 +631,17 @@ fn schedule_next(ctx: &Context, sref: &SecretRef, key: &str, interval: Duration)
     Action::requeue(wait)
 }
 
+/// The reads of one reconcile. `Err((e, true))`: every read said not found (counts toward deletion);
+/// store denials and search failures never do.
 async fn fetch_all(
     ctx: &Context,
     sref: &SecretRef,
     store: &Resolved,
     max_age: Duration,
-) -> Result<Answers, Error> {
+) -> Result<Answers, (Error, bool)> {
     let ns = sref.namespace().unwrap_or_default();
     let plan = desired::plan(&sref.spec);
+    let no_count = |e: Error| (e, false);
     let perr = |source: ProviderError| Error::Provider {
         store: store.name.clone(),
         source,
@@ -626,17 +650,21 @@ async fn fetch_all(
     let mut reads = plan.reads.clone();
     for (i, q) in &plan.finds {
         if let Some(p) = &q.path {
-            store.check_key(&ns, p)?;
+            store.check_key(&ns, p).map_err(|e| no_count(e.into()))?;
         } else if store
             .admitting
             .as_ref()
             .is_some_and(|c| c.iter().any(|c| !c.allowed_key_prefixes.is_empty()))
         {
-            store.check_key(&ns, "")?;
+            store.check_key(&ns, "").map_err(|e| no_count(e.into()))?;
         }
-        let keys = ctx.fetcher.find(&store.handle, q).await.map_err(perr)?;
+        let keys = ctx
+            .fetcher
+            .find(&store.handle, q)
+            .await
+            .map_err(|e| no_count(perr(e)))?;
         for k in &keys {
-            store.check_key(&ns, k)?;
+            store.check_key(&ns, k).map_err(|e| no_count(e.into()))?;
             let r = RemoteRef::latest(k.clone());
             if !reads.contains(&r) {
                 reads.push(r);
@@ -645,11 +673,12 @@ async fn fetch_all(
         answers.found.insert(*i, keys);
     }
     for r in &reads {
-        store.check_key(&ns, &r.key)?;
+        store
+            .check_key(&ns, &r.key)
+            .map_err(|e| no_count(e.into()))?;
     }
     let results = ctx.fetcher.get_many(&store.handle, &reads, max_age).await;
-    let mut first_err: Option<ProviderError> = None;
-    for (r, res) in reads.into_iter().zip(results) {
+    for (r, res) in reads.iter().zip(&results) {
         let mut rec = audit_record(
             ctx,
             sref,
@@ -660,7 +689,7 @@ async fn fetch_all(
                 .unwrap_or_else(|e| e.reason()),
         );
         rec.remote_key = Some(r.key.clone());
-        match &res {
+        match res {
             Ok(v) => {
                 rec.version = v.meta.version.clone();
                 rec.hmac = Some(ctx.hmac.key_hmac(&r.key, &v.value));
@@ -679,24 +708,14 @@ async fn fetch_all(
                 .map(|_| "success")
                 .unwrap_or_else(|e| e.reason()),
         );
-        match res {
-            Ok(v) => {
-                answers.values.insert(r, v);
-            }
-            // Keep the most telling error: anything beats not-found (deletion needs all-not-found).
-            Err(e) => {
-                if first_err
-                    .as_ref()
-                    .is_none_or(|f| matches!(f, ProviderError::NotFound { .. }))
-                {
-                    first_err = Some(e);
-                }
-            }
-        }
     }
-    match first_err {
-        Some(e) => Err(perr(e)),
-        None => Ok(answers),
+    // Complete answers only; the most telling error otherwise (deletion needs all-not-found).
+    match fold::fold_reads(reads.into_iter().zip(results)) {
+        Ok(values) => {
+            answers.values = values;
+            Ok(answers)
+        }
+        Err(f) => Err((perr(f.error), f.all_not_found)),
     }
 }
 
@@ -708,6 +727,7 @@ async fn handle_fetch_failure(
     old: &SecretRefStatus,
     existing: Option<&Secret>,
     e: &Error,
+    all_not_found: bool,
 ) -> Result<(), Error> {
     if !ctx.may_write() {
         return Ok(());
@@ -715,28 +735,12 @@ async fn handle_fetch_failure(
     ctx.metrics
         .set_secretref_state(&ctx.key_of(sref), Some(false), None);
     let delete_policy = sref.spec.deletion_policy() == DeletionPolicy::Delete;
-    let not_found = matches!(
-        e,
-        Error::Provider {
-            source: ProviderError::NotFound { .. },
-            ..
-        }
-    );
-    if !(delete_policy && not_found) {
-        return fail(ctx, sref, old, e).await;
-    }
     let now = Utc::now();
-    let rec = match &old.not_found {
-        Some(r) => NotFoundRecord {
-            count: r.count.saturating_add(1),
-            since: r.since.clone(),
-        },
-        None => NotFoundRecord {
-            count: 1,
-            since: api::time(now),
-        },
+    let step = fold::not_found_step(old.not_found.as_ref(), delete_policy && all_not_found, now);
+    let Some(rec) = step.record else {
+        return fail(ctx, sref, old, e).await;
     };
-    if should_delete(&rec, now)
+    if step.delete
         && let Some(secret) = existing
         && target::is_owned_by(secret, &sref.name_any())
     {
@@ -781,9 +785,7 @@ async fn handle_fetch_failure(
 }
 
 /// The deletion rule of DESIGN §2.3 (pure).
-pub fn should_delete(rec: &NotFoundRecord, now: chrono::DateTime<Utc>) -> bool {
-    rec.count >= 3 && now - api::from_time(&rec.since) >= chrono::Duration::minutes(10)
-}
+pub use super::fold::should_delete;
 
 /// Records a failure: `Ready=False` with the error's reason; a Warning event when the reason changes.
 async fn fail(
@@ -793,14 +795,11 @@ async fn fail(
     e: &Error,
 ) -> Result<(), Error> {
     let mut st = old.clone();
-    if !matches!(
-        e,
-        Error::Provider {
-            source: ProviderError::NotFound { .. },
-            ..
-        }
-    ) {
-        st.not_found = None;
+    // Any failure other than a counted not-found streak (handle_fetch_failure) breaks the streak.
+    st.not_found = None;
+    if let Some(outcome) = audited_refusal(e) {
+        ctx.audit
+            .record(audit_record(ctx, sref, None, "deny", outcome));
     }
     cond::set_condition(
         &mut st.conditions,
@@ -831,6 +830,26 @@ async fn fail(
     write_status(ctx, sref, old, st).await
 }
 
+/// Refusals that go to the audit trail as `deny` records besides the tenancy denials (which are
+/// recorded where they are detected, with the refused key): a store that is not in the SecretRef's
+/// namespace, a spec or template the controller refuses, a target Secret it must not write.
+fn audited_refusal(e: &Error) -> Option<&'static str> {
+    match e {
+        Error::Store(s @ (StoreError::NotFound { .. } | StoreError::InvalidConfig { .. })) => {
+            Some(s.reason())
+        }
+        Error::Build(b)
+            if matches!(
+                b.reason,
+                "InvalidSpec" | "TemplateFailed" | "TargetConflict" | "TargetTypeMismatch"
+            ) =>
+        {
+            Some(b.reason)
+        }
+        _ => None,
+    }
+}
+
 /// Writes status only if it differs from what is stored (no timestamp-only writes).
 async fn write_status(
     ctx: &Context,
@@ -853,7 +872,7 @@ async fn write_status(
     .map_err(kube_err)?;
     ctx.metrics.status_written();
     if let Some(rv) = sref.resource_version() {
-        ctx.with_state(&ctx.key_of(sref), |s| s.written = Some((rv, new)));
+        ctx.with_state(&ctx.key_of(sref), |s| s.written = Some(Box::new((rv, new))));
     }
     Ok(())
 }
@@ -876,7 +895,7 @@ async fn publish(
         action: action.into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &sref.object_ref(&())).await {
+    if let Err(e) = ctx.recorder().publish(&ev, &sref.object_ref(&())).await {
         debug!(error = %kube_error_summary(&e), "publishing event failed");
     }
 }
@@ -914,6 +933,7 @@ async fn cleanup(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::NotFoundRecord;
 
     #[test]
     fn deletion_needs_three_not_founds_over_ten_minutes() {

@@ -273,9 +273,9 @@ impl Restarter {
                             action: "Restart".into(),
                             secondary: None,
                         };
-                        let _ = ctx.recorder.publish(&ev, &wref).await;
+                        let _ = ctx.recorder().publish(&ev, &wref).await;
                         for sref in &pending.requested_by {
-                            let _ = ctx.recorder.publish(&ev, sref).await;
+                            let _ = ctx.recorder().publish(&ev, sref).await;
                         }
                     }
                     Ok(false) => {

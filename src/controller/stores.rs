@@ -376,7 +376,7 @@ impl StoreResolver {
                 })
             }
         } else if let Some(f) = &spec.file {
-            self.file_provider(store_name, cred_ns, f).await
+            self.file_provider(store_name, cred_ns, ambient_ok, f).await
         } else if let Some(v) = &spec.vault {
             self.vault_provider(store_name, cred_ns, ambient_ok, v)
                 .await
@@ -486,12 +486,20 @@ impl StoreResolver {
         &self,
         store: &str,
         ns: &str,
+        ambient_ok: bool,
         f: &crate::api::FileProvider,
     ) -> Result<(Arc<dyn Provider>, String), StoreError> {
         let invalid = |message: String| StoreError::InvalidConfig {
             store: store.to_string(),
             message,
         };
+        // `path` reads the controller's own filesystem, which belongs to the controller's namespace
+        // like its ambient identity: a tenant's store must not make the controller read its files.
+        if f.path.is_some() && !ambient_ok {
+            return Err(invalid(
+                "file.path reads the controller's filesystem; only a ClusterSecretStore or a SecretStore in the controller's namespace may use it (use configMapRef)".into(),
+            ));
+        }
         let unavailable = |message: String| StoreError::Unavailable {
             store: store.to_string(),
             message,

@@ -469,11 +469,13 @@ impl Inner {
             let demanded = refs.len();
             if this.settings.refresh_ahead && max_batch > 1 && refs.len() < max_batch {
                 let now = Instant::now();
-                // A key is worth reading now if its next request (predicted from the gap between
-                // its last two) comes within `max_age` (so this answer will still do) and the
-                // answer it has will be too old by then; soonest first. Keys without a gap yet:
-                // when at least half a `max_age` old, by age. Only keys asked for since their last
-                // read, so keys nobody uses any more drop out.
+                // A key is worth reading now if its cached answer is at least half a `max_age` old
+                // (so it is read at most half a cycle early) and its next request is expected
+                // within `max_age` (so this answer will still do then): the gap between its last
+                // two requests says how often it is asked for (a key shared by several SecretRefs
+                // is asked for several times a cycle, at irregular times; one read per cycle serves
+                // them all). Oldest answers first: they expire first. Only keys asked for since
+                // their last read, so keys nobody uses any more drop out.
                 let max_age = b.max_age.max(Duration::from_secs(1));
                 let mut candidates: Vec<(Instant, RemoteRef)> = st
                     .cache
@@ -483,20 +485,12 @@ impl Inner {
                     })
                     .filter(|(k, _)| !st.inflight.contains_key(*k))
                     .filter_map(|((_, r), c)| {
-                        // The next request comes between the shorter and the longer of the last
-                        // two gaps after the last one (equal for a single periodic SecretRef).
-                        let (next, useful) = match c.gaps {
-                            [Some(g1), g2] => {
-                                let g2 = g2.unwrap_or(g1);
-                                let (soonest, latest) = (c.used + g1.min(g2), c.used + g1.max(g2));
-                                (soonest, latest <= now + max_age && c.at + max_age < latest)
-                            }
-                            _ => (
-                                c.at + max_age,
-                                now.saturating_duration_since(c.at) >= max_age / 2,
-                            ),
+                        let old_enough = now.saturating_duration_since(c.at) >= max_age / 2;
+                        let asked_again_soon = match c.gaps {
+                            [Some(g1), g2] => c.used + g1.min(g2.unwrap_or(g1)) <= now + max_age,
+                            _ => true,
                         };
-                        useful.then(|| (next, r.clone()))
+                        (old_enough && asked_again_soon).then(|| (c.at, r.clone()))
                     })
                     .collect();
                 candidates.sort();
@@ -1094,16 +1088,18 @@ mod tests {
         assert!(*lock(&p.sizes).last().unwrap() <= 20);
     }
 
-    /// `refs_n` SecretRefs reading key `i % keys_n` once an hour at their slot (spread over the
-    /// hour), each accepting an answer up to `max_age` old (5 s on its first sync). Returns the
-    /// calls of the first hour and the mean calls per hour from the third hour on (after the
-    /// request gaps are learnt).
+    /// `refs_n` SecretRefs reading key `i % keys_n` once an hour at their slot, each accepting an
+    /// answer up to `max_age` old (5 s on its first sync). Slots are spread evenly (the SecretRefs
+    /// sharing a key come at equal gaps) or, with `hashed`, by the controller's per-uid jitter (they
+    /// come at irregular gaps, as in a cluster). Returns the calls of the first hour and the mean
+    /// calls per hour from the third hour on (after the request gaps are learnt).
     async fn simulate(
         refs_n: usize,
         keys_n: usize,
         max_age: Duration,
         refresh_ahead: bool,
         hours: u64,
+        hashed: bool,
     ) -> (usize, f64) {
         let p = Arc::new(Counting {
             delay: Duration::ZERO,
@@ -1114,8 +1110,15 @@ mod tests {
             ..FetchSettings::default()
         });
         let h = handle(p.clone());
+        let hour = Duration::from_secs(3600);
         let slot = |i: usize| {
-            Duration::from_secs_f64(3600.0 * ((i * 7919) % refs_n) as f64 / refs_n as f64)
+            if hashed {
+                let next =
+                    crate::controller::schedule::until_next_refresh(0, &format!("uid-{i}"), hour);
+                hour - next
+            } else {
+                Duration::from_secs_f64(3600.0 * ((i * 7919) % refs_n) as f64 / refs_n as f64)
+            }
         };
         let mut events: Vec<(Duration, usize)> = (0..refs_n).map(|i| (slot(i), i)).collect();
         events.sort();
@@ -1155,20 +1158,44 @@ mod tests {
     async fn refresh_cycle_economy_g4() {
         let hour = Duration::from_secs(3600);
         let mut report = Vec::new();
-        for (refs_n, keys_n, label, max_age, refresh_ahead) in [
-            (10_000, 2_000, "max_age 0.95 interval", hour * 19 / 20, true),
-            (10_000, 2_000, "max_age interval/2", hour / 2, true),
+        for (refs_n, keys_n, label, max_age, refresh_ahead, hashed) in [
+            (
+                10_000,
+                2_000,
+                "max_age 0.95 interval",
+                hour * 19 / 20,
+                true,
+                false,
+            ),
+            (
+                10_000,
+                2_000,
+                "max_age 0.95 interval, uid-hashed slots",
+                hour * 19 / 20,
+                true,
+                true,
+            ),
+            (10_000, 2_000, "max_age interval/2", hour / 2, true, false),
             (
                 10_000,
                 2_000,
                 "max_age 0.95 interval, no refresh-ahead",
                 hour * 19 / 20,
                 false,
+                false,
             ),
-            (60, 45, "max_age 0.95 interval", hour * 19 / 20, true),
-            (60, 45, "max_age interval/2", hour / 2, true),
+            (60, 45, "max_age 0.95 interval", hour * 19 / 20, true, false),
+            (
+                60,
+                45,
+                "max_age 0.95 interval, uid-hashed slots",
+                hour * 19 / 20,
+                true,
+                true,
+            ),
+            (60, 45, "max_age interval/2", hour / 2, true, false),
         ] {
-            let (first, steady) = simulate(refs_n, keys_n, max_age, refresh_ahead, 6).await;
+            let (first, steady) = simulate(refs_n, keys_n, max_age, refresh_ahead, 6, hashed).await;
             let per_day = steady * 24.0;
             report.push(format!(
                 "{refs_n} refs on {keys_n} keys, {label}: first hour {first} calls, then {steady:.1}/h = {per_day:.0}/day"

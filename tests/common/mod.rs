@@ -139,25 +139,42 @@ impl Env {
 
     /// Starts the operator with extra flags and extra environment variables.
     pub fn operator_env(&self, extra: &[&str], envs: &[(&str, &str)]) -> Operator {
+        self.spawn_operator(Some(&self.ns), extra, envs)
+    }
+
+    /// Starts the operator watching every namespace (the chart's cluster scope), with extra flags.
+    pub fn operator_cluster_wide(&self, extra: &[&str]) -> Operator {
+        self.spawn_operator(None, extra, &[])
+    }
+
+    fn spawn_operator(
+        &self,
+        namespace: Option<&str>,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Operator {
         let log = self
             .dir
             .path()
             .join(format!("operator-{}.log", rand::random::<u32>()));
         let file = std::fs::File::create(&log).expect("log file");
-        let mut args = vec![
-            "controller",
-            "--namespace",
-            &self.ns,
+        let mut args = vec!["controller"];
+        if let Some(ns) = namespace {
+            args.extend_from_slice(&["--namespace", ns]);
+        }
+        args.extend_from_slice(&[
             "--allow-inline-secrets",
             "--log-format",
             "json",
             "--log-level",
             "info,secretsync=debug",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--health-addr",
-            "127.0.0.1:0",
-        ];
+        ]);
+        if !extra.contains(&"--metrics-addr") {
+            args.extend_from_slice(&["--metrics-addr", "127.0.0.1:0"]);
+        }
+        if !extra.contains(&"--health-addr") {
+            args.extend_from_slice(&["--health-addr", "127.0.0.1:0"]);
+        }
         if !extra.contains(&"--pod-namespace") {
             args.extend_from_slice(&["--pod-namespace", &self.ns]);
         }
@@ -381,8 +398,32 @@ impl Env {
         }
     }
 
-    /// Deletes the namespace (best effort).
+    /// Every operator log of this test so far.
+    pub fn all_logs(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.path()) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("operator-") {
+                    out.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+
+    /// Leak check of DESIGN §2.5 run by every test that ends with [`Env::cleanup`]: the [`SENTINEL`]
+    /// value must not appear in the operator logs (debug level), events or status of the namespace.
+    pub async fn assert_no_sentinel_leak(&self) {
+        let report = leak_scan(self, &[&self.ns], &self.all_logs(), None, None, &[SENTINEL]).await;
+        if !report.hits.is_empty() {
+            self.dump_logs();
+            panic!("the sentinel value leaked: {:#?}", report.hits);
+        }
+    }
+
+    /// Runs the sentinel leak check, then deletes the namespace (best effort).
     pub async fn cleanup(self) {
+        self.assert_no_sentinel_leak().await;
         let nsapi: Api<Namespace> = Api::all(self.client.clone());
         let _ = nsapi.delete(&self.ns, &DeleteParams::default()).await;
     }
@@ -454,5 +495,188 @@ where
             panic!("timed out waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A value that must never leave a Secret: tests store it at the provider and [`leak_scan`] looks for
+/// it (and its base64 and hex forms) everywhere else.
+pub const SENTINEL: &str = "SENTINEL-3f9c2a71-do-not-log";
+
+/// A free TCP port on 127.0.0.1 (for `--metrics-addr`, so the test can scrape it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The operator's `/metrics` text (empty if it cannot be reached within 5 s).
+pub async fn scrape_metrics(port: u16) -> String {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("http client");
+    for _ in 0..25 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            && let Ok(t) = r.text().await
+        {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    String::new()
+}
+
+/// Where a sentinel was found.
+#[derive(Debug, Default)]
+pub struct LeakReport {
+    /// Bytes of text scanned.
+    pub scanned: usize,
+    /// `source: excerpt` per hit.
+    pub hits: Vec<String>,
+}
+
+fn scan_into(report: &mut LeakReport, source: &str, text: &str, needles: &[String]) {
+    report.scanned += text.len();
+    for n in needles {
+        if let Some(i) = text.find(n.as_str()) {
+            let start = text[..i].char_indices().rev().nth(80).map_or(0, |(j, _)| j);
+            let end = (i + n.len() + 80).min(text.len());
+            let end = (end..=text.len())
+                .find(|e| text.is_char_boundary(*e))
+                .unwrap_or(text.len());
+            report
+                .hits
+                .push(format!("{source}: …{}…", &text[start..end]));
+        }
+    }
+}
+
+/// Scans everything but the target Secrets for the sentinels (and their base64 / hex forms): the
+/// operator's logs (debug level), every event of the namespaces, the status of every SecretRef and
+/// store, the `/metrics` output, and the audit file. Returns the hits; callers assert it is empty.
+pub async fn leak_scan(
+    env: &Env,
+    namespaces: &[&str],
+    logs: &[String],
+    metrics_port: Option<u16>,
+    audit: Option<&Path>,
+    sentinels: &[&str],
+) -> LeakReport {
+    use base64::Engine;
+    let mut needles = Vec::new();
+    for s in sentinels {
+        needles.push(s.to_string());
+        needles.push(base64::engine::general_purpose::STANDARD.encode(s));
+        needles.push(hex::encode(s));
+    }
+    let mut report = LeakReport::default();
+    for (i, l) in logs.iter().enumerate() {
+        scan_into(&mut report, &format!("operator log {i}"), l, &needles);
+    }
+    for ns in namespaces {
+        let evs: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), ns);
+        if let Ok(l) = evs.list(&ListParams::default()).await {
+            let text = serde_json::to_string(&l.items).unwrap_or_default();
+            scan_into(&mut report, &format!("events in {ns}"), &text, &needles);
+        }
+        let core: Api<Event> = Api::namespaced(env.client.clone(), ns);
+        if let Ok(l) = core.list(&ListParams::default()).await {
+            let text = serde_json::to_string(&l.items).unwrap_or_default();
+            scan_into(
+                &mut report,
+                &format!("core events in {ns}"),
+                &text,
+                &needles,
+            );
+        }
+        let srefs: Api<SecretRef> = Api::namespaced(env.client.clone(), ns);
+        if let Ok(l) = srefs.list(&ListParams::default()).await {
+            for o in l.items {
+                let text = serde_json::to_string(&o.status).unwrap_or_default();
+                scan_into(
+                    &mut report,
+                    &format!("SecretRef status in {ns}"),
+                    &text,
+                    &needles,
+                );
+            }
+        }
+        let stores: Api<SecretStore> = Api::namespaced(env.client.clone(), ns);
+        if let Ok(l) = stores.list(&ListParams::default()).await {
+            for o in l.items {
+                let text = serde_json::to_string(&o.status).unwrap_or_default();
+                scan_into(
+                    &mut report,
+                    &format!("SecretStore status in {ns}"),
+                    &text,
+                    &needles,
+                );
+            }
+        }
+    }
+    let css: Api<secretsync::api::ClusterSecretStore> = Api::all(env.client.clone());
+    if let Ok(l) = css.list(&ListParams::default()).await {
+        for o in l.items {
+            let text = serde_json::to_string(&o.status).unwrap_or_default();
+            scan_into(&mut report, "ClusterSecretStore status", &text, &needles);
+        }
+    }
+    if let Some(port) = metrics_port {
+        let text = scrape_metrics(port).await;
+        assert!(
+            text.contains("# TYPE"),
+            "the metrics endpoint answered nothing to scan"
+        );
+        scan_into(&mut report, "/metrics", &text, &needles);
+    }
+    if let Some(path) = audit {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        scan_into(&mut report, "audit file", &text, &needles);
+    }
+    report
+}
+
+/// The audit file's records (JSON lines).
+pub fn audit_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Counts requests the emulator serves in one namespace from now on (any verb, any resource), using a
+/// latency-0 fault rule as a tripwire. `None` against a real cluster.
+pub struct Tripwire {
+    emu: testkit::Emulator,
+    id: u64,
+}
+
+const TRIPWIRE_BUDGET: u64 = 1 << 40;
+
+impl Tripwire {
+    pub fn arm(env: &Env, namespace: &str) -> Option<Tripwire> {
+        let emu = env.emulator.clone()?;
+        let id = emu.faults().add(
+            testkit::FaultRule::new(testkit::FaultAction::Latency { ms: 0 })
+                .namespace(namespace)
+                .times(TRIPWIRE_BUDGET),
+        );
+        Some(Tripwire { emu, id })
+    }
+
+    /// Requests into the namespace since the tripwire was armed.
+    pub fn hits(&self) -> u64 {
+        self.emu
+            .faults()
+            .rules()
+            .into_iter()
+            .find(|(i, _)| *i == self.id)
+            .and_then(|(_, r)| r.count)
+            .map_or(TRIPWIRE_BUDGET, |left| TRIPWIRE_BUDGET - left)
     }
 }

@@ -854,11 +854,23 @@ fn mac_input(doc: &StoreDocument) -> Vec<u8> {
     b
 }
 
+/// A JSON error without serde's detail, which quotes the offending string or number (a store `path`
+/// pointed at some other JSON file would otherwise echo its content into a status message).
+fn json_error(e: serde_json::Error) -> FileStoreError {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Data => "unexpected structure",
+        serde_json::error::Category::Eof => "truncated JSON",
+    };
+    FileStoreError::Parse {
+        message: format!("{kind} at line {} column {}", e.line(), e.column()),
+    }
+}
+
 /// Parses and structurally validates a document (no keys needed; nothing is trusted yet).
 fn parse_document(bytes: &[u8]) -> Result<StoreDocument, FileStoreError> {
-    let header: Header = serde_json::from_slice(bytes).map_err(|e| FileStoreError::Parse {
-        message: e.to_string(),
-    })?;
+    let header: Header = serde_json::from_slice(bytes).map_err(json_error)?;
     if header.format.as_deref() != Some(FORMAT_MARKER) {
         return Err(corrupt(format!(
             "not a secretsync file store (the \"format\" field is not {FORMAT_MARKER:?})"
@@ -874,9 +886,7 @@ fn parse_document(bytes: &[u8]) -> Result<StoreDocument, FileStoreError> {
         }
         None => return Err(corrupt("the \"version\" field is missing")),
     }
-    let doc: StoreDocument = serde_json::from_slice(bytes).map_err(|e| FileStoreError::Parse {
-        message: e.to_string(),
-    })?;
+    let doc: StoreDocument = serde_json::from_slice(bytes).map_err(json_error)?;
     if doc.cipher != CIPHER {
         return Err(corrupt(format!("unsupported cipher (expected {CIPHER:?})")));
     }

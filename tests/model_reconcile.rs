@@ -1,0 +1,539 @@
+//! Model test of the reconcile decisions (DESIGN §2.1–2.4).
+//!
+//! Each case is a random SecretRef shape (1–3 remote keys, data items with and without a JSON
+//! property, an optional `extract`, random creation/drift/deletion policies) and a random sequence of
+//! reconciles. Before each reconcile the Kubernetes side may be perturbed (hand edits, removed or
+//! blanked keys, the Secret deleted, replaced by a foreign one, its type changed); then every remote key
+//! gets a random provider answer (a value, not-found, access denied, throttled, transient, malformed —
+//! partial batch failures come from mixing them) and time moves on by 0–7 minutes.
+//!
+//! The step runs the controller's own pure functions in the order `reconcile.rs` does
+//! (`desired::plan` → `fold::fold_reads` → `fold::not_found_step` | `desired::build` →
+//! `target::decide` → `target::apply_object`), against a model of the Secret. An independent oracle,
+//! computed from the answers alone, checks after every step:
+//! - no key is removed, blanked or changed unless every source answered completely and validly;
+//! - when written, the Secret holds exactly the data the sources gave (or, with Merge, at least it);
+//! - Ready is never True while an expected key is missing or empty, or after an incomplete answer;
+//! - deletion only after three authoritative all-not-founds in a row over ≥ 10 minutes, never
+//!   otherwise (in particular never on access denied or a partial not-found);
+//! - a Secret secretsync does not own is never written without `creationPolicy: Merge`.
+//!
+//! `PROPTEST_CASES` sets the number of cases: 100,000 by default (CI), 1,000,000 in `make soak`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use proptest::prelude::*;
+use secretsync::api::{
+    CreationPolicy, DataFrom, DataItem, DeletionPolicy, DriftPolicy, NotFoundRecord, RemoteRefSpec,
+    SecretRefSpec, StoreRef, Target,
+};
+use secretsync::audit::HmacKey;
+use secretsync::controller::desired::{self, Answers};
+use secretsync::controller::fold;
+use secretsync::controller::target::{self, Decision};
+use secretsync::providers::{FetchedSecret, ProviderError, SecretMetadata};
+use secretsync::value::SecretBytes;
+
+const PLAIN: [&[u8]; 4] = [b"a", b"b", b"\x00\xff\xfe", b""];
+const OBJ: [&str; 3] = ["x", "y", ""];
+
+#[derive(Clone, Copy, Debug)]
+enum Val {
+    Plain(usize),
+    Obj(usize),
+}
+
+impl Val {
+    fn bytes(self) -> Vec<u8> {
+        match self {
+            Val::Plain(i) => PLAIN[i].to_vec(),
+            Val::Obj(i) => format!(r#"{{"p":"{}"}}"#, OBJ[i]).into_bytes(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Ans {
+    Value(Val, u8),
+    NotFound,
+    Denied,
+    Throttled,
+    Transient,
+    Malformed,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Perturb {
+    None,
+    EditValue,
+    RemoveKey,
+    BlankKey,
+    Delete,
+    MakeForeign,
+    ForeignCreate,
+    TypeChange,
+}
+
+#[derive(Clone, Debug)]
+struct Shape {
+    n_remote: usize,
+    items: Vec<(usize, bool)>,
+    extract: Option<usize>,
+    creation: CreationPolicy,
+    drift: DriftPolicy,
+    deletion: DeletionPolicy,
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    dt_secs: i64,
+    perturb: Perturb,
+    answers: [Ans; 3],
+    /// Answer like the previous reconcile (providers are sticky: outages and deletions last).
+    repeat: bool,
+}
+
+fn ans() -> impl Strategy<Value = Ans> {
+    let val = prop_oneof![
+        (0..PLAIN.len()).prop_map(Val::Plain),
+        (0..OBJ.len()).prop_map(Val::Obj)
+    ];
+    prop_oneof![
+        8 => (val, 0u8..3).prop_map(|(v, ver)| Ans::Value(v, ver)),
+        3 => Just(Ans::NotFound),
+        1 => Just(Ans::Denied),
+        1 => Just(Ans::Throttled),
+        1 => Just(Ans::Transient),
+        1 => Just(Ans::Malformed),
+    ]
+}
+
+fn perturb() -> impl Strategy<Value = Perturb> {
+    prop_oneof![
+        12 => Just(Perturb::None),
+        1 => Just(Perturb::EditValue),
+        1 => Just(Perturb::RemoveKey),
+        1 => Just(Perturb::BlankKey),
+        1 => Just(Perturb::Delete),
+        1 => Just(Perturb::MakeForeign),
+        1 => Just(Perturb::ForeignCreate),
+        1 => Just(Perturb::TypeChange),
+    ]
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    (
+        1usize..=3,
+        prop::collection::vec((0usize..3, any::<bool>()), 1..=3),
+        prop::option::of(0usize..3),
+        prop_oneof![
+            Just(CreationPolicy::Owner),
+            Just(CreationPolicy::Merge),
+            Just(CreationPolicy::Orphan)
+        ],
+        prop_oneof![
+            Just(DriftPolicy::Revert),
+            Just(DriftPolicy::Alert),
+            Just(DriftPolicy::Ignore)
+        ],
+        prop_oneof![Just(DeletionPolicy::Retain), Just(DeletionPolicy::Delete)],
+    )
+        .prop_map(|(n, items, extract, creation, drift, deletion)| Shape {
+            n_remote: n,
+            items: items.into_iter().map(|(r, p)| (r % n, p)).collect(),
+            extract: extract.map(|r| r % n),
+            creation,
+            drift,
+            deletion,
+        })
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (0i64..=420, perturb(), [ans(), ans(), ans()], any::<bool>()).prop_map(
+        |(dt_secs, perturb, answers, repeat)| Step {
+            dt_secs,
+            perturb,
+            answers,
+            repeat,
+        },
+    )
+}
+
+fn remote(i: usize) -> String {
+    format!("/r{i}")
+}
+
+fn spec_of(s: &Shape) -> SecretRefSpec {
+    SecretRefSpec {
+        store_ref: StoreRef {
+            name: "store".into(),
+            kind: None,
+        },
+        target: Some(Target {
+            name: Some("t".into()),
+            creation_policy: Some(s.creation),
+            deletion_policy: Some(s.deletion),
+            drift_policy: Some(s.drift),
+            ..Default::default()
+        }),
+        data: s
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, (r, prop))| DataItem {
+                secret_key: format!("k{i}"),
+                remote_ref: RemoteRefSpec {
+                    key: remote(*r),
+                    property: prop.then(|| "p".to_string()),
+                    version: None,
+                },
+            })
+            .collect(),
+        data_from: s
+            .extract
+            .map(|r| DataFrom {
+                extract: Some(RemoteRefSpec {
+                    key: remote(r),
+                    ..Default::default()
+                }),
+                find: None,
+            })
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn answer_result(a: Ans, key: &str) -> Result<FetchedSecret, ProviderError> {
+    match a {
+        Ans::Value(v, ver) => Ok(FetchedSecret {
+            value: SecretBytes::new(v.bytes()),
+            meta: SecretMetadata {
+                version: Some(format!("v{ver}")),
+                ..Default::default()
+            },
+        }),
+        Ans::NotFound => Err(ProviderError::NotFound { key: key.into() }),
+        Ans::Denied => Err(ProviderError::AccessDenied {
+            key: Some(key.into()),
+            message: "denied".into(),
+        }),
+        Ans::Throttled => Err(ProviderError::Throttled {
+            retry_after: Some(std::time::Duration::from_secs(1)),
+        }),
+        Ans::Transient => Err(ProviderError::Transient {
+            message: "503".into(),
+        }),
+        Ans::Malformed => Err(ProviderError::InvalidResponse {
+            key: key.into(),
+            message: "truncated body".into(),
+        }),
+    }
+}
+
+/// The oracle: the data the sources give, from the answers alone (`None`: incomplete or invalid).
+fn expected(s: &Shape, answers: &[Ans; 3]) -> Option<BTreeMap<String, Vec<u8>>> {
+    let val = |r: usize| match answers[r] {
+        Ans::Value(v, _) => Some(v),
+        _ => None,
+    };
+    let mut out = BTreeMap::new();
+    if let Some(r) = s.extract {
+        match val(r)? {
+            Val::Obj(i) => out.insert("p".to_string(), OBJ[i].as_bytes().to_vec()),
+            Val::Plain(_) => return None,
+        };
+    }
+    for (i, (r, prop)) in s.items.iter().enumerate() {
+        let v = val(*r)?;
+        let bytes = match (v, prop) {
+            (Val::Obj(j), true) => OBJ[j].as_bytes().to_vec(),
+            (Val::Plain(_), true) => return None,
+            (v, false) => v.bytes(),
+        };
+        out.insert(format!("k{i}"), bytes);
+    }
+    if out.values().any(Vec::is_empty) {
+        return None;
+    }
+    Some(out)
+}
+
+fn data_of(s: &Secret) -> BTreeMap<String, Vec<u8>> {
+    s.data
+        .as_ref()
+        .map(|d| d.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+        .unwrap_or_default()
+}
+
+struct World {
+    secret: Option<Secret>,
+    synced_hmac: Option<String>,
+    not_found: Option<NotFoundRecord>,
+    ready: bool,
+    now: DateTime<Utc>,
+    /// The oracle's own streak of all-not-found answers: (count, first).
+    streak: Option<(u32, DateTime<Utc>)>,
+}
+
+fn perturb_secret(w: &mut World, p: Perturb) {
+    let first_key = |s: &Secret| s.data.as_ref().and_then(|d| d.keys().next().cloned());
+    match p {
+        Perturb::None => {}
+        Perturb::EditValue | Perturb::RemoveKey | Perturb::BlankKey => {
+            if let Some(s) = w.secret.as_mut()
+                && let Some(k) = first_key(s)
+            {
+                let d = s.data.get_or_insert_default();
+                match p {
+                    Perturb::EditValue => {
+                        d.insert(k, ByteString(b"hand-edit".to_vec()));
+                    }
+                    Perturb::RemoveKey => {
+                        d.remove(&k);
+                    }
+                    _ => {
+                        d.insert(k, ByteString(Vec::new()));
+                    }
+                }
+            }
+        }
+        Perturb::Delete => w.secret = None,
+        Perturb::MakeForeign => {
+            if let Some(s) = w.secret.as_mut() {
+                s.metadata.labels = None;
+            }
+        }
+        Perturb::ForeignCreate => {
+            if w.secret.is_none() {
+                let mut s = Secret::default();
+                s.metadata.name = Some("t".into());
+                s.type_ = Some("Opaque".into());
+                s.data = Some([("k0".to_string(), ByteString(b"theirs".to_vec()))].into());
+                w.secret = Some(s);
+            }
+        }
+        Perturb::TypeChange => {
+            if let Some(s) = w.secret.as_mut() {
+                s.type_ = Some("kubernetes.io/tls".into());
+            }
+        }
+    }
+}
+
+/// Server-side apply of `obj` (as field manager secretsync) onto the modelled Secret.
+fn ssa(existing: Option<Secret>, obj: Secret, creation: CreationPolicy) -> Secret {
+    let Some(mut s) = existing else {
+        let mut s = obj;
+        s.type_.get_or_insert_with(|| "Opaque".into());
+        return s;
+    };
+    let labels = s.metadata.labels.get_or_insert_default();
+    labels.extend(obj.metadata.labels.unwrap_or_default());
+    if let Some(a) = obj.metadata.annotations {
+        s.metadata.annotations.get_or_insert_default().extend(a);
+    }
+    if obj.immutable.is_some() {
+        s.immutable = obj.immutable;
+    }
+    let new = obj.data.unwrap_or_default();
+    match creation {
+        // Our field manager owns every data key it applied: keys no longer applied go away.
+        CreationPolicy::Owner | CreationPolicy::Orphan => s.data = Some(new),
+        CreationPolicy::Merge => s.data.get_or_insert_default().extend(new),
+    }
+    s
+}
+
+/// One reconcile, in the order reconcile.rs runs it, then the invariants.
+fn reconcile_step(
+    w: &mut World,
+    shape: &Shape,
+    spec: &SecretRefSpec,
+    st: &Step,
+    key: &HmacKey,
+) -> Result<(), TestCaseError> {
+    w.now += Duration::seconds(st.dt_secs);
+    perturb_secret(w, st.perturb);
+    let before = w.secret.clone();
+    let owned_before = before.as_ref().is_some_and(|s| target::is_owned_by(s, "s"));
+
+    // Oracle.
+    let used: Vec<usize> = (0..shape.n_remote)
+        .filter(|r| shape.extract == Some(*r) || shape.items.iter().any(|(i, _)| i == r))
+        .collect();
+    let want = expected(shape, &st.answers);
+    let all_nf = used.iter().all(|r| matches!(st.answers[*r], Ans::NotFound));
+    let delete_policy = shape.deletion == DeletionPolicy::Delete;
+    w.streak = if all_nf && delete_policy {
+        Some(match w.streak {
+            Some((n, since)) => (n + 1, since),
+            None => (1, w.now),
+        })
+    } else {
+        None
+    };
+    let may_delete = w
+        .streak
+        .is_some_and(|(n, since)| n >= 3 && w.now - since >= Duration::minutes(10));
+
+    // The controller's functions.
+    let plan = desired::plan(spec);
+    let results = plan.reads.iter().map(|r| {
+        let idx: usize = r.key[2..].parse().unwrap();
+        (r.clone(), answer_result(st.answers[idx], &r.key))
+    });
+    let mut drift_kept = false;
+    match fold::fold_reads(results) {
+        Err(f) => {
+            let step = fold::not_found_step(
+                w.not_found.as_ref(),
+                delete_policy && f.all_not_found,
+                w.now,
+            );
+            if step.delete && owned_before {
+                w.secret = None;
+            }
+            w.not_found = step.record;
+            w.ready = false;
+        }
+        Ok(values) => {
+            let answers = Answers {
+                values,
+                found: Default::default(),
+            };
+            w.not_found = None;
+            match desired::build("s", spec, &answers, key) {
+                Err(_) => w.ready = false,
+                Ok(d) => {
+                    let dec = target::decide(
+                        w.secret.as_ref(),
+                        &d,
+                        "s",
+                        shape.creation,
+                        shape.drift,
+                        w.synced_hmac.as_deref(),
+                        key,
+                    );
+                    match dec {
+                        Decision::Refused { .. } => w.ready = false,
+                        Decision::Create | Decision::Update { .. } => {
+                            let obj = target::apply_object(&d, "ns", "s", shape.creation);
+                            w.secret = Some(ssa(w.secret.take(), obj, shape.creation));
+                            w.synced_hmac = Some(d.data_hmac.clone());
+                            w.ready = true;
+                        }
+                        Decision::NoChange => {
+                            w.synced_hmac = Some(d.data_hmac.clone());
+                            w.ready = true;
+                        }
+                        Decision::DriftKept { .. } => {
+                            drift_kept = true;
+                            w.synced_hmac = Some(d.data_hmac.clone());
+                            w.ready = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Invariants.
+    let after = w.secret.as_ref();
+    let data_before = before.as_ref().map(data_of);
+    let data_after = after.map(data_of);
+    let changed = data_before != data_after;
+    if before.is_some() && after.is_none() {
+        prop_assert!(
+            may_delete && owned_before && want.is_none(),
+            "deleted without three all-not-founds over 10 minutes (streak {:?})",
+            w.streak
+        );
+    } else if changed {
+        let Some(want) = &want else {
+            return Err(TestCaseError::fail(format!(
+                "data changed although the sources did not answer completely and validly: {:?}",
+                st.answers
+            )));
+        };
+        let got = data_after.clone().unwrap_or_default();
+        match shape.creation {
+            CreationPolicy::Merge => {
+                for (k, v) in want {
+                    prop_assert_eq!(got.get(k), Some(v), "merged key {} differs", k);
+                }
+                for (k, v) in data_before.iter().flatten() {
+                    prop_assert!(
+                        want.contains_key(k) || got.get(k) == Some(v),
+                        "Merge removed or changed a foreign key {}",
+                        k
+                    );
+                }
+            }
+            _ => prop_assert_eq!(&got, want, "written data is not what the sources gave"),
+        }
+        if shape.creation != CreationPolicy::Merge && before.is_some() {
+            prop_assert!(owned_before, "overwrote a Secret secretsync does not own");
+        }
+    }
+    if w.ready {
+        let Some(want) = &want else {
+            return Err(TestCaseError::fail(
+                "Ready=True after an incomplete or invalid answer",
+            ));
+        };
+        let got = data_after.clone().unwrap_or_default();
+        if !drift_kept {
+            for (k, v) in want {
+                prop_assert_eq!(
+                    got.get(k),
+                    Some(v),
+                    "Ready=True but key {} is not synced",
+                    k
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        max_shrink_iters: 20_000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn reconcile_model(shape in shape(), steps in prop::collection::vec(step(), 1..12)) {
+        let key = HmacKey::new(vec![7; 32]);
+        let spec = spec_of(&shape);
+        let mut w = World {
+            secret: None,
+            synced_hmac: None,
+            not_found: None,
+            ready: false,
+            now: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            streak: None,
+        };
+        let mut prev: Option<[Ans; 3]> = None;
+        for st in &steps {
+            let mut st = st.clone();
+            if st.repeat && let Some(p) = prev {
+                st.answers = p;
+            }
+            prev = Some(st.answers);
+            reconcile_step(&mut w, &shape, &spec, &st, &key)?;
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! A small Vault KV v2 HTTP double with fault injection, for the fault campaign (`tests/soak.rs`).
+//!
+//! Written from Vault's public HTTP API reference: `GET /v1/auth/token/lookup-self` (token auth) and
+//! `GET /v1/<mount>/data/<key>` (KV v2 read, `{"data":{"data":{..},"metadata":{"version":N,..}}}`);
+//! anything else is 404 `{"errors":[]}`. While faults are on, each answer is faulted with probability
+//! `p`, cycling through: 500, 503, 429 with `Retry-After`, 403 permission denied, a truncated body, a
+//! malformed JSON body, a slow answer (then 503), and a 404 for a key that exists. Every fault is counted.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Default)]
+struct State {
+    /// key → (version, value of the `v` field).
+    values: HashMap<String, (u64, String)>,
+    /// Fault probability (0 = off).
+    p: f64,
+}
+
+/// The running double.
+pub struct VaultKv {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    /// Faults injected so far.
+    pub faults: Arc<AtomicU64>,
+    /// Requests served so far.
+    pub requests: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for VaultKv {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl VaultKv {
+    pub async fn start() -> VaultKv {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State::default()));
+        let faults = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(AtomicU64::new(0));
+        let (st, f, r) = (state.clone(), faults.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (st, f, r) = (st.clone(), f.clone(), r.clone());
+                tokio::spawn(async move {
+                    let _ = serve(sock, st, f, r).await;
+                });
+            }
+        });
+        VaultKv {
+            url,
+            state,
+            faults,
+            requests,
+            task,
+        }
+    }
+
+    /// Writes a new version of `key`.
+    pub fn put(&self, key: &str, value: &str) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        let e = s
+            .values
+            .entry(key.to_string())
+            .or_insert((0, String::new()));
+        e.0 += 1;
+        e.1 = value.to_string();
+        e.0
+    }
+
+    /// The current value of `key`.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .values
+            .get(key)
+            .map(|v| v.1.clone())
+    }
+
+    /// Sets the fault probability (0 turns faults off).
+    pub fn set_faults(&self, p: f64) {
+        self.state.lock().unwrap().p = p;
+    }
+}
+
+async fn read_request(sock: &mut TcpStream) -> Option<(String, String)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..i]).to_string();
+            let mut first = head.lines().next()?.split_whitespace();
+            let method = first.next()?.to_string();
+            let path = first.next()?.to_string();
+            return Some((method, path));
+        }
+        if buf.len() > 64 * 1024 {
+            return None;
+        }
+    }
+}
+
+async fn respond(sock: &mut TcpStream, status: u16, extra: &str, body: &[u8], announced: usize) {
+    let head = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {announced}\r\n{extra}connection: close\r\n\r\n"
+    );
+    let _ = sock.write_all(head.as_bytes()).await;
+    let _ = sock.write_all(body).await;
+    let _ = sock.shutdown().await;
+}
+
+async fn serve(
+    mut sock: TcpStream,
+    st: Arc<Mutex<State>>,
+    faults: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
+) -> Option<()> {
+    let (_method, path) = read_request(&mut sock).await?;
+    let n = requests.fetch_add(1, Ordering::Relaxed);
+    let path = path.split('?').next().unwrap_or_default().to_string();
+    if path == "/v1/auth/token/lookup-self" {
+        let body = br#"{"data":{"ttl":0,"renewable":false,"policies":["default"]}}"#;
+        respond(&mut sock, 200, "", body, body.len()).await;
+        return Some(());
+    }
+    let Some(key) = path.strip_prefix("/v1/secret/data/") else {
+        respond(&mut sock, 404, "", br#"{"errors":[]}"#, 13).await;
+        return Some(());
+    };
+    let key = key.to_string();
+    let (entry, p) = {
+        let s = st.lock().unwrap();
+        (s.values.get(&key).cloned(), s.p)
+    };
+    if p > 0.0 && rand::random::<f64>() < p {
+        faults.fetch_add(1, Ordering::Relaxed);
+        match n % 8 {
+            0 => respond(&mut sock, 500, "", br#"{"errors":["internal error"]}"#, 29).await,
+            1 => respond(&mut sock, 503, "", br#"{"errors":["sealed"]}"#, 21).await,
+            2 => {
+                respond(
+                    &mut sock,
+                    429,
+                    "retry-after: 1\r\n",
+                    br#"{"errors":["rate limited"]}"#,
+                    27,
+                )
+                .await
+            }
+            3 => {
+                respond(
+                    &mut sock,
+                    403,
+                    "",
+                    br#"{"errors":["permission denied"]}"#,
+                    33,
+                )
+                .await
+            }
+            4 => {
+                // Truncated: the header announces more than is sent.
+                let body = br#"{"data":{"data":{"v":"#;
+                respond(&mut sock, 200, "", body, body.len() + 40).await
+            }
+            5 => {
+                let body = br#"{"data":{"data":"#;
+                respond(&mut sock, 200, "", body, body.len()).await
+            }
+            6 => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                respond(&mut sock, 503, "", br#"{"errors":["slow"]}"#, 19).await
+            }
+            _ => respond(&mut sock, 404, "", br#"{"errors":[]}"#, 13).await,
+        }
+        return Some(());
+    }
+    match entry {
+        Some((version, value)) => {
+            let body = serde_json::json!({"data": {"data": {"v": value},
+                "metadata": {"version": version, "created_time": "2026-01-01T00:00:00Z", "deletion_time": "", "destroyed": false}}})
+            .to_string();
+            respond(&mut sock, 200, "", body.as_bytes(), body.len()).await;
+        }
+        None => respond(&mut sock, 404, "", br#"{"errors":[]}"#, 13).await,
+    }
+    Some(())
+}
