@@ -784,9 +784,6 @@ async fn handle_fetch_failure(
     write_status(ctx, sref, old, st).await
 }
 
-/// The deletion rule of DESIGN §2.3 (pure).
-pub use super::fold::should_delete;
-
 /// Records a failure: `Ready=False` with the error's reason; a Warning event when the reason changes.
 async fn fail(
     ctx: &Context,
@@ -928,23 +925,4 @@ async fn cleanup(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Erro
         }
     }
     Ok(Action::await_change())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::NotFoundRecord;
-
-    #[test]
-    fn deletion_needs_three_not_founds_over_ten_minutes() {
-        let t0 = Utc::now();
-        let rec = |count, mins_ago: i64| NotFoundRecord {
-            count,
-            since: api::time(t0 - chrono::Duration::minutes(mins_ago)),
-        };
-        assert!(!should_delete(&rec(2, 60), t0));
-        assert!(!should_delete(&rec(3, 9), t0));
-        assert!(should_delete(&rec(3, 10), t0));
-        assert!(should_delete(&rec(7, 120), t0));
-    }
 }
