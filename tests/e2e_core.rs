@@ -256,6 +256,46 @@ async fn drift_policies() {
     env.fake_store("store", &[("k", "rotated", "2")]).await;
     env.wait_secret("alert", |d| d["k"] == "rotated").await;
     env.wait_secret("ignore", |d| d["k"] == "rotated").await;
+    // A hand edit that removes a synced key is kept too, but the SecretRef is not Ready while the
+    // key is missing (DESIGN §2.2), under Alert and Ignore alike.
+    for name in ["alert", "ignore"] {
+        env.wait_ready(name, "True", "Synced").await;
+        secrets
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::<()>::Json(
+                    serde_json::from_value(json!([{"op": "remove", "path": "/data/k"}])).unwrap(),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    for name in ["alert", "ignore"] {
+        env.wait_ready(name, "False", "Drifted").await;
+        let s = env.sref(name).await.unwrap();
+        let ready = s
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert!(
+            ready.message.contains("lacks key(s) k"),
+            "{}",
+            ready.message
+        );
+        assert!(!decoded(&env.secret(name).await.unwrap()).contains_key("k"));
+    }
+    // The next real change at the source restores the key, and Ready.
+    env.fake_store("store", &[("k", "rotated-again", "3")])
+        .await;
+    for name in ["alert", "ignore"] {
+        env.wait_secret(name, |d| d.get("k").is_some_and(|v| v == "rotated-again"))
+            .await;
+        env.wait_ready(name, "True", "Synced").await;
+    }
     env.cleanup().await;
 }
 

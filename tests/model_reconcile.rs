@@ -430,10 +430,10 @@ fn reconcile_step(
                             w.synced_hmac = Some(d.data_hmac.clone());
                             w.ready = true;
                         }
-                        Decision::DriftKept { .. } => {
+                        Decision::DriftKept { missing, .. } => {
                             drift_kept = true;
                             w.synced_hmac = Some(d.data_hmac.clone());
-                            w.ready = true;
+                            w.ready = missing.is_empty();
                         }
                     }
                 }
@@ -486,8 +486,15 @@ fn reconcile_step(
             ));
         };
         let got = data_after.clone().unwrap_or_default();
-        if !drift_kept {
-            for (k, v) in want {
+        for (k, v) in want {
+            if drift_kept {
+                // A kept hand edit may change a value, but Ready=True still needs every key.
+                prop_assert!(
+                    got.get(k).is_some_and(|g| !g.is_empty()),
+                    "Ready=True but key {} is missing or empty after a kept hand edit",
+                    k
+                );
+            } else {
                 prop_assert_eq!(
                     got.get(k),
                     Some(v),

@@ -51,13 +51,18 @@ pub enum Error {
     /// The finalizer machinery failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// A write lost an optimistic-concurrency race (409 Conflict, or the finalizer patch's `test`
+    /// failing because someone changed the object first): retried within a fraction of a second
+    /// against the newer version, not backed off like a failure.
+    #[error("Kubernetes API conflict: {0}")]
+    Conflict(String),
 }
 
 impl Error {
     /// Stable category: condition reason, event reason, metric label.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Kube(_) => "KubernetesError",
+            Self::Kube(_) | Self::Conflict(_) => "KubernetesError",
             Self::Provider { source, .. } => source.reason(),
             Self::Store(e) => e.reason(),
             Self::Build(e) => e.reason,
@@ -75,7 +80,22 @@ impl Error {
 }
 
 fn kube_err(e: kube::Error) -> Error {
-    Error::Kube(kube_error_summary(&e))
+    match &e {
+        kube::Error::Api(s) if s.code == 409 => Error::Conflict(kube_error_summary(&e)),
+        _ => Error::Kube(kube_error_summary(&e)),
+    }
+}
+
+/// The finalizer helper's own API failures. Its patches carry a JSON-patch `test` of the
+/// finalizer list, which the API server refuses (422) when the list changed since our copy — as
+/// when the fast lane and the queue both add the finalizer to a new SecretRef.
+fn finalizer_err(e: &kube::Error) -> Error {
+    match e {
+        kube::Error::Api(s) if s.code == 409 || s.code == 422 => {
+            Error::Conflict(format!("finalizer: {}", kube_error_summary(e)))
+        }
+        other => Error::Finalizer(kube_error_summary(other)),
+    }
 }
 
 /// Entry point for the kube-rs controller.
@@ -94,6 +114,8 @@ pub async fn reconcile(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action
     .map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e)
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        kube::runtime::finalizer::Error::AddFinalizer(e)
+        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => finalizer_err(&e),
         other => Error::Finalizer(other.to_string()),
     });
     ctx.metrics.set_audit_errors(ctx.audit.errors());
@@ -116,7 +138,11 @@ pub fn error_policy(sref: Arc<SecretRef>, err: &Error, ctx: Arc<Context>) -> Act
     if matches!(err, Error::Provider { source, .. } if source.is_retryable()) {
         ctx.note_failing(&sref);
     }
-    let d = schedule::backoff(failures, &sref.uid().unwrap_or_default(), err.retry_after());
+    let seed = sref.uid().unwrap_or_default();
+    let d = match err {
+        Error::Conflict(_) => schedule::conflict_backoff(failures, &seed),
+        _ => schedule::backoff(failures, &seed, err.retry_after()),
+    };
     debug!(reason = err.reason(), error = %err, failures, backoff_ms = d.as_millis() as u64, "reconcile failed");
     Action::requeue(d)
 }
@@ -354,7 +380,7 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         None => cond::clear_condition(&mut st.conditions, cond::EXPIRING),
     }
     match &decision {
-        Decision::DriftKept { policy } if *policy == api::DriftPolicy::Alert => {
+        Decision::DriftKept { policy, .. } if *policy == api::DriftPolicy::Alert => {
             cond::set_condition(
                 &mut st.conditions,
                 cond::DRIFTED,
@@ -369,20 +395,35 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         }
         _ => cond::clear_condition(&mut st.conditions, cond::DRIFTED),
     }
-    cond::set_condition(
-        &mut st.conditions,
-        cond::READY,
-        true,
-        "Synced",
-        &format!(
-            "Secret {tname:?} holds {} key(s) from {} {:?}",
-            desired.data.len(),
-            kind_name(store.kind),
-            store.name
+    match &decision {
+        // Ready is never True with a synced key missing (DESIGN §2.2), whatever the drift policy.
+        Decision::DriftKept { policy, missing } if !missing.is_empty() => cond::set_condition(
+            &mut st.conditions,
+            cond::READY,
+            false,
+            "Drifted",
+            &format!(
+                "Secret {tname:?} lacks key(s) {} that this SecretRef syncs: it was edited outside secretsync and driftPolicy {policy:?} keeps the edit; restore the key(s) or set driftPolicy: Revert",
+                missing.join(", ")
+            ),
+            generation,
+            now,
         ),
-        generation,
-        now,
-    );
+        _ => cond::set_condition(
+            &mut st.conditions,
+            cond::READY,
+            true,
+            "Synced",
+            &format!(
+                "Secret {tname:?} holds {} key(s) from {} {:?}",
+                desired.data.len(),
+                kind_name(store.kind),
+                store.name
+            ),
+            generation,
+            now,
+        ),
+    }
 
     // Events: only on real changes.
     match &decision {
@@ -424,6 +465,7 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         }
         Decision::DriftKept {
             policy: api::DriftPolicy::Alert,
+            ..
         } if cond::condition(&old_status.conditions, cond::DRIFTED).is_none() => {
             publish(&ctx, &sref, EventType::Warning, "Drifted", "Detect", format!("Secret {tname:?} was edited outside secretsync; driftPolicy Alert keeps the edit")).await;
         }

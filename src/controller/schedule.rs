@@ -46,6 +46,20 @@ pub fn backoff(failures: u32, seed: &str, retry_after: Option<Duration>) -> Dura
     }
 }
 
+/// First retry after a lost write race (see `reconcile::Error::Conflict`): 200 ms doubling per
+/// consecutive failure, so a one-off race costs a fraction of a second and a persistent one still
+/// backs off (to [`MAX_BACKOFF`]). ±20% deterministic jitter, like [`backoff`].
+pub fn conflict_backoff(failures: u32, seed: &str) -> Duration {
+    let exp = CONFLICT_BACKOFF.saturating_mul(1u32 << failures.saturating_sub(1).min(10));
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (stable_hash(seed), failures, "conflict").hash(&mut h);
+    let jitter = (h.finish() % 401) as f64 / 1000.0 - 0.2;
+    exp.mul_f64(1.0 + jitter).min(MAX_BACKOFF)
+}
+
+/// Base of [`conflict_backoff`].
+pub const CONFLICT_BACKOFF: Duration = Duration::from_millis(200);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +81,17 @@ mod tests {
             buckets[(d.as_secs() / 60).min(59) as usize] += 1;
         }
         assert!(buckets.iter().all(|b| *b < 50), "{buckets:?}");
+    }
+
+    #[test]
+    fn conflict_retries_fast_then_backs_off() {
+        // A lost race is retried within a quarter second, far below the 5 s failure backoff.
+        let first = conflict_backoff(1, "uid-a");
+        assert!(first >= Duration::from_millis(160) && first <= Duration::from_millis(240));
+        assert!(first < backoff(1, "uid-a", None) / 10);
+        // Persistent conflicts still back off, and never beyond the cap.
+        assert!(conflict_backoff(5, "uid-a") >= Duration::from_millis(2560));
+        assert!((1..40).all(|f| conflict_backoff(f, "uid-a") <= MAX_BACKOFF));
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum Decision {
     DriftKept {
         /// The drift policy in force.
         policy: DriftPolicy,
+        /// Synced keys the edit removed or emptied (names only, sorted): while any is missing the
+        /// SecretRef is not Ready, whatever the policy (DESIGN §2.2).
+        missing: Vec<String>,
     },
     /// We must not or cannot write it.
     Refused {
@@ -141,8 +144,22 @@ pub fn decide(
             rotation: false,
             drift: true,
         },
-        policy => Decision::DriftKept { policy },
+        policy => Decision::DriftKept {
+            policy,
+            missing: missing_keys(secret, desired),
+        },
     }
+}
+
+/// Keys of `desired` that `secret` lacks or holds empty.
+fn missing_keys(secret: &Secret, desired: &DesiredSecret) -> Vec<String> {
+    let live = secret.data.as_ref();
+    desired
+        .data
+        .keys()
+        .filter(|k| live.and_then(|d| d.get(*k)).is_none_or(|v| v.0.is_empty()))
+        .cloned()
+        .collect()
 }
 
 fn metadata_up_to_date(secret: &Secret, desired: &DesiredSecret, sref_name: &str) -> bool {
@@ -392,7 +409,8 @@ mod tests {
                 &key()
             ),
             Decision::DriftKept {
-                policy: DriftPolicy::Alert
+                policy: DriftPolicy::Alert,
+                missing: vec![]
             }
         );
         assert_eq!(
@@ -406,9 +424,36 @@ mod tests {
                 &key()
             ),
             Decision::DriftKept {
-                policy: DriftPolicy::Ignore
+                policy: DriftPolicy::Ignore,
+                missing: vec![]
             }
         );
+        // An edit that blanks or removes a synced key is kept too, but reported by name.
+        for data in [
+            None,
+            Some(BTreeMap::new()),
+            Some([("pw".to_string(), ByteString(vec![]))].into()),
+        ] {
+            let mut blanked = secret_from(&old, "s");
+            blanked.data = data;
+            for policy in [DriftPolicy::Alert, DriftPolicy::Ignore] {
+                assert_eq!(
+                    decide(
+                        Some(&blanked),
+                        &old,
+                        "s",
+                        CreationPolicy::Owner,
+                        policy,
+                        Some(&old.data_hmac),
+                        &key()
+                    ),
+                    Decision::DriftKept {
+                        policy,
+                        missing: vec!["pw".into()]
+                    }
+                );
+            }
+        }
         // First sync over an existing owned Secret with other data is not a rotation.
         assert_eq!(
             decide(
@@ -529,7 +574,7 @@ mod tests {
                             let written = matches!(dec, Decision::Update { .. });
                             prop_assert!(written, "a real change must be written: {:?}", dec);
                         }
-                        if let Decision::DriftKept { policy } = dec {
+                        if let Decision::DriftKept { policy, .. } = dec {
                             prop_assert!(policy != DriftPolicy::Revert);
                             prop_assert_eq!(last.as_deref(), Some(want.as_str()));
                         }
