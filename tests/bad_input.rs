@@ -115,13 +115,13 @@ fn binary_and_non_utf8_values_are_kept_exactly_or_refused_clearly() {
     // A template over a non-UTF-8 value: the text variable is absent (strict: an error), the base64
     // form is there; nothing is silently mangled.
     let mut s = spec(vec![item("blob", "/bin", None)]);
-    s.target = Some(Target {
+    s.target = Some(Box::new(Target {
         template: Some(Template {
             data: [("out".to_string(), "{{ blob }}".to_string())].into(),
             merge_policy: None,
         }),
         ..Default::default()
-    });
+    }));
     let e = build(&s, &answers(vec![("/bin", bin.clone())])).unwrap_err();
     assert_eq!(e.reason, "TemplateFailed");
     no_value_in(&e.to_string(), &[&bin]);

@@ -172,13 +172,13 @@ fn spec_of(s: &Shape) -> SecretRefSpec {
             name: "store".into(),
             kind: None,
         },
-        target: Some(Target {
+        target: Some(Box::new(Target {
             name: Some("t".into()),
             creation_policy: Some(s.creation),
             deletion_policy: Some(s.deletion),
             drift_policy: Some(s.drift),
             ..Default::default()
-        }),
+        })),
         data: s
             .items
             .iter()

@@ -264,12 +264,12 @@ mod tests {
     #[test]
     fn delete_requires_owner_and_sa_tokens_are_refused() {
         let mut spec = spec_with_key("ok");
-        spec.target = Some(Target {
+        spec.target = Some(Box::new(Target {
             creation_policy: Some(CreationPolicy::Merge),
             deletion_policy: Some(DeletionPolicy::Delete),
             type_: Some("kubernetes.io/service-account-token".into()),
             ..Default::default()
-        });
+        }));
         let fields: Vec<_> = validate_secretref(&spec)
             .into_iter()
             .map(|e| e.field)

@@ -468,7 +468,7 @@ mod tests {
             }),
             find: None,
         }];
-        s.target = Some(Target {
+        s.target = Some(Box::new(Target {
             template: Some(Template {
                 data: [(
                     "url".to_string(),
@@ -478,7 +478,7 @@ mod tests {
                 merge_policy: None,
             }),
             ..Default::default()
-        });
+        }));
         let d = build(
             "x",
             &s,

@@ -230,7 +230,9 @@ pub async fn run(
     ));
 
     // The SecretRef cache holds every SecretRef for good: without managedFields (never read, and
-    // their FieldsV1 trees are most of an object's memory).
+    // their FieldsV1 trees are most of an object's memory) and without kubectl's
+    // last-applied-configuration annotation (a second copy of the whole object on everything
+    // installed with `kubectl apply` or Argo CD's client-side apply; never read).
     let (sref_reader, sref_writer) = reflector::store::<SecretRef>();
     // New and changed SecretRefs also go to the fast lane (see `lanes`): live watch events only,
     // not the initial list (or a relist), which the queue works through anyway.
@@ -241,7 +243,12 @@ pub async fn run(
             srefs,
             watcher::Config::default().any_semantic().page_size(500),
         )
-        .modify(|s| s.metadata.managed_fields = None),
+        .modify(|s| {
+            s.metadata.managed_fields = None;
+            if let Some(a) = s.metadata.annotations.as_mut() {
+                a.remove(LAST_APPLIED);
+            }
+        }),
     )
     .inspect(move |ev| {
         if let Ok(watcher::Event::Apply(s)) = ev
@@ -374,6 +381,9 @@ pub async fn run(
     info!("controller stopped");
     Ok(())
 }
+
+/// kubectl's copy of the applied manifest (see the SecretRef cache).
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Backoff of the watches after errors: 250 ms doubling to at most 2 s, with jitter. kube-runtime's
 /// default (client-go's, up to 30 s) would leave the controller blind for up to half a minute after
