@@ -73,8 +73,9 @@ clean:
 
 ## Reliability and security campaign, long form (README "Reliability and security testing"; `make test`
 ## runs the same suites at CI size): the reconcile model test with 1,000,000 cases, the fault campaign
-## with 1,000 SecretRefs, 10 minutes of provider/API faults and a 60 s API outage, the tenancy exploit
-## suite, and the fuzz-corpus replay with many more mutations.
+## with 1,000 SecretRefs, 10 minutes of provider faults and API faults (429s, 500s, 409 Conflicts on
+## writes, cut and expired watches) and a 60 s API outage, the tenancy exploit suite, and the
+## fuzz-corpus replay with many more mutations.
 .PHONY: soak fuzz
 soak: test-deps
 	PROPTEST_CASES=1000000 $(CARGO) test --test model_reconcile
@@ -87,7 +88,7 @@ soak: test-deps
 ## land in fuzz/artifacts/<target>/; copy a reproducer to fuzz/corpus/<target>/seed-regress-<name> so that
 ## `tests/fuzz_corpus.rs` replays it in `make test`.
 FUZZ_SECS_PER_TARGET ?= 60
-FUZZ_TARGETS ?= property_path template file_store manifests duration desired_secret payload_vault payload_aws
+FUZZ_TARGETS ?= property_path template file_store manifests duration desired_secret payload_vault payload_aws payload_azure
 fuzz:
 	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	for t in $(FUZZ_TARGETS); do \

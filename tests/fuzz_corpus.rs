@@ -2,7 +2,9 @@
 //! `fuzz/corpus/<target>/` (and any crash reproducer saved there as `seed-regress-*`) plus
 //! deterministic mutations of them run through the same entry points (`secretsync::fuzzing`, and the
 //! provider payload harness shared with `fuzz/`). No panic is the assertion; each entry point also
-//! checks that errors do not quote input values and outputs stay bounded.
+//! checks that errors do not quote input values and outputs stay bounded. `payload_azure` is one of
+//! `secretsync::fuzzing::TARGETS`: the Azure provider on an in-memory transport, so it replays with the
+//! pure targets (full mutation count) rather than with the socket-based payload harness.
 //!
 //! Knobs: `FUZZ_MUTATIONS` (per target, default 3000; payload targets a tenth), `FUZZ_SECS` (time cap
 //! per target, default 6).

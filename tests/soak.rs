@@ -1,8 +1,9 @@
 //! Fault campaign (DESIGN §2.1–2.3, bars G5/G6): many SecretRefs against the Kubernetes API emulator
 //! and a Vault KV v2 double (`tests/support/vaultkv.rs`) while a share of provider answers is faulted
 //! (500, 503, 429, 403, truncated and malformed bodies, slow answers, lying 404s), the API server
-//! answers 429s and 500s, cuts every watch every few seconds and expires resumed watches (410), and
-//! values rotate underneath. A separate watching oracle checks every Secret event: both keys present,
+//! answers 429s and 500s, refuses a share of the writes to Secrets and SecretRefs (their status
+//! included) with 409 Conflict ("the object has been modified"), cuts every watch every few seconds
+//! and expires resumed watches (410), and values rotate underneath. A separate watching oracle checks every Secret event: both keys present,
 //! non-empty, each value one the provider really served for its key, and no deletion (the lying 404s
 //! never add up to three authoritative not-founds over ten minutes). Then the faults stop: every
 //! SecretRef must converge within 60 s; then the API server goes away for an outage and the operator
@@ -10,7 +11,8 @@
 //!
 //! Sizes come from the environment; `make test` runs the defaults (CI), `make soak` the long form:
 //! `SOAK_REFS` (100 | 1000), `SOAK_SECS` fault phase (30 | 600), `SOAK_OUTAGE_SECS` (5 | 60),
-//! `SOAK_FAULT_P` provider fault share (0.2).
+//! `SOAK_FAULT_P` provider fault share (0.2), `SOAK_CONFLICT_P` share of writes to Secrets and
+//! SecretRefs answered 409 Conflict (0.1).
 
 mod common;
 #[path = "support/vaultkv.rs"]
@@ -127,6 +129,20 @@ fn start_oracle(env: &Env, served: Served, distinct: usize) -> Arc<Oracle> {
     oracle
 }
 
+/// Mutating requests (the verbs a Conflict rule can answer) to Secrets and SecretRefs, status included.
+fn writes_to_faulted(emu: &testkit::Emulator) -> u64 {
+    let c = emu.counters();
+    ["create", "update", "patch", "delete"]
+        .iter()
+        .flat_map(|v| {
+            ["secrets", "secretrefs", "secretrefs/status"]
+                .iter()
+                .map(|r| c.get(v, r))
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 /// Counts how often an emulator fault rule fired (rules with a large `times` budget).
 fn fired(env: &Env, id: u64, budget: u64) -> u64 {
     env.emulator
@@ -136,7 +152,9 @@ fn fired(env: &Env, id: u64, budget: u64) -> u64 {
         .map_or(budget, |left| budget - left)
 }
 
-async fn all_converged(env: &Env, kv: &VaultKv, refs: usize, distinct: usize) -> Option<usize> {
+/// The SecretRefs not yet converged (Ready and their Secret holding the provider's current values),
+/// each with what is off; `None` when the API could not be read.
+async fn unconverged(env: &Env, kv: &VaultKv, refs: usize, distinct: usize) -> Option<Vec<String>> {
     let secrets: Api<Secret> = env.api();
     let srefs: Api<SecretRef> = env.api();
     let list = secrets.list(&Default::default()).await.ok()?;
@@ -145,36 +163,61 @@ async fn all_converged(env: &Env, kv: &VaultKv, refs: usize, distinct: usize) ->
         .into_iter()
         .filter_map(|s| Some((s.metadata.name.clone()?, s)))
         .collect();
-    let ready: HashSet<String> = srefs
+    // Name -> the Ready condition, if True: None; else "status reason: message".
+    let not_ready: HashMap<String, Option<String>> = srefs
         .list(&Default::default())
         .await
         .ok()?
         .items
         .into_iter()
-        .filter(|r| {
-            r.status.as_ref().is_some_and(|st| {
-                st.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
+        .filter_map(|r| {
+            let ready = r.status.as_ref().and_then(|st| {
+                st.conditions.iter().find(|c| c.type_ == "Ready").map(|c| {
+                    (
+                        c.status == "True",
+                        format!("{} {}: {}", c.status, c.reason, c.message),
+                    )
+                })
+            });
+            let off = match ready {
+                Some((true, _)) => None,
+                Some((false, why)) => Some(why),
+                None => Some("no Ready condition".to_string()),
+            };
+            Some((r.metadata.name?, off))
         })
-        .filter_map(|r| r.metadata.name)
         .collect();
-    let mut pending = 0;
+    let mut pending = Vec::new();
     for i in 0..refs {
         let name = format!("r{i}");
         let (ka, kb) = keys_of(i, distinct);
-        let ok = ready.contains(&name)
-            && by_name.get(&name).is_some_and(|s| {
-                let d = decoded(s);
-                d.get("a") == kv.get(&ka).as_ref()
-                    && d.get("b") == kb.as_ref().and_then(|k| kv.get(k)).as_ref()
-            });
-        if !ok {
-            pending += 1;
+        let data_ok = by_name.get(&name).is_some_and(|s| {
+            let d = decoded(s);
+            d.get("a") == kv.get(&ka).as_ref()
+                && d.get("b") == kb.as_ref().and_then(|k| kv.get(k)).as_ref()
+        });
+        let ready = match not_ready.get(&name) {
+            Some(None) => None,
+            Some(Some(why)) => Some(why.clone()),
+            None => Some("SecretRef missing".to_string()),
+        };
+        if !data_ok || ready.is_some() {
+            pending.push(format!(
+                "{name}: Secret {}, Ready {}",
+                if data_ok {
+                    "current"
+                } else {
+                    "stale or missing"
+                },
+                ready.as_deref().unwrap_or("True")
+            ));
         }
     }
     Some(pending)
+}
+
+async fn all_converged(env: &Env, kv: &VaultKv, refs: usize, distinct: usize) -> Option<usize> {
+    unconverged(env, kv, refs, distinct).await.map(|p| p.len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,6 +226,7 @@ async fn fault_campaign() {
     let fault_secs: u64 = env_num("SOAK_SECS", 30);
     let outage_secs: u64 = env_num("SOAK_OUTAGE_SECS", 5);
     let p: f64 = env_num("SOAK_FAULT_P", 0.2);
+    let conflict_p: f64 = env_num("SOAK_CONFLICT_P", 0.1);
     let distinct = (refs / 2).max(2);
     let env = Env::start("soak").await;
     let Some(emu) = env.emulator.clone() else {
@@ -268,6 +312,19 @@ async fn fault_campaign() {
             .probability(0.03)
             .times(BUDGET),
     );
+    // Optimistic-concurrency failures on the operator's writes: server-side apply of the target
+    // Secrets, the SecretRefs' status (the `secretrefs` filter covers `secretrefs/status`) and their
+    // finalizers. A Conflict rule never fires on reads, so no verb filter is needed.
+    let writes_before = writes_to_faulted(&emu);
+    let conflict_rules = ["secrets", "secretrefs"].map(|r| {
+        f.add(
+            FaultRule::new(FaultAction::Conflict)
+                .resource(r)
+                .namespace(&env.ns)
+                .probability(conflict_p)
+                .times(BUDGET),
+        )
+    });
     f.cut_watches_every(Some(Duration::from_secs(7)));
     let mut expired = 0;
     let start = Instant::now();
@@ -292,6 +349,9 @@ async fn fault_campaign() {
     let provider_faults = kv.faults.load(Ordering::Relaxed);
     let provider_answers = kv.requests.load(Ordering::Relaxed) - requests_before;
     let api_faults = fired(&env, r429, BUDGET) + fired(&env, r500, BUDGET);
+    let [conflicts_secrets, conflicts_srefs] = conflict_rules.map(|id| fired(&env, id, BUDGET));
+    let conflicts = conflicts_secrets + conflicts_srefs;
+    let writes = writes_to_faulted(&emu) - writes_before;
     kv.set_faults(0.0);
     f.clear();
 
@@ -307,7 +367,14 @@ async fn fault_campaign() {
     }
     let converged_in = stopped.elapsed();
     if pending != Some(0) {
+        if let Ok(path) = std::env::var("SOAK_LOG") {
+            let _ = std::fs::write(path, op.logs());
+        }
         env.dump_logs();
+        eprintln!(
+            "soak: not converged: {:#?}",
+            unconverged(&env, &kv, refs, distinct).await
+        );
     }
     assert_eq!(
         pending,
@@ -359,8 +426,9 @@ async fn fault_campaign() {
     )
     .await;
     eprintln!(
-        "soak: {refs} SecretRefs, {fault_secs}s of faults: {provider_answers} provider answers, {provider_faults} faulted ({:.0}%), {api_faults} API 429/500s, watches cut every 7s, {expired} watch expiries (410), {rotations} rotations; oracle checked {events} Secret events, {} violations; converged {converged_in:?} after the faults stopped; resumed {resumed_in:?} after a {outage_secs}s API outage (probe created after {created_in:?}); leak scan {} bytes, {} hits",
+        "soak: {refs} SecretRefs, {fault_secs}s of faults: {provider_answers} provider answers, {provider_faults} faulted ({:.0}%), {api_faults} API 429/500s, {conflicts} API 409 conflicts ({conflicts_secrets} on Secrets, {conflicts_srefs} on SecretRefs; {:.0}% of {writes} writes), watches cut every 7s, {expired} watch expiries (410), {rotations} rotations; oracle checked {events} Secret events, {} violations; converged {converged_in:?} after the faults stopped; resumed {resumed_in:?} after a {outage_secs}s API outage (probe created after {created_in:?}); leak scan {} bytes, {} hits",
         100.0 * provider_faults as f64 / provider_answers.max(1) as f64,
+        100.0 * conflicts as f64 / writes.max(1) as f64,
         violations.len(),
         report.scanned,
         report.hits.len()
@@ -374,6 +442,10 @@ async fn fault_campaign() {
         "the oracle saw too few events ({events})"
     );
     assert!(provider_faults > 0, "no provider faults were injected");
+    assert!(
+        conflict_p <= 0.0 || conflicts > 0,
+        "no API conflicts were injected"
+    );
     assert!(
         report.hits.is_empty(),
         "sentinel leaked: {:#?}",

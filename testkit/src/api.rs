@@ -276,11 +276,24 @@ impl Ctx {
     }
 }
 
+/// The object a request names, for fault answers that cite it: the name in the path, or for a
+/// create the body's `metadata.name` (best effort; empty when it has none).
+fn target_name(r: &ResPath, ctx: &Ctx) -> String {
+    if let Some(n) = &r.name {
+        return n.clone();
+    }
+    parse_body(&ctx.body, ctx.header(header::CONTENT_TYPE))
+        .ok()
+        .and_then(|v| store::md_str(&v, "name").map(str::to_string))
+        .unwrap_or_default()
+}
+
 async fn apply_faults(
     app: &App,
     verb: &str,
     resource: &str,
     ns: Option<&str>,
+    conflict_on: impl Fn() -> (String, String, String),
     drop_conn: &Notify,
 ) -> Result<(), ApiError> {
     for a in app.faults.evaluate(verb, resource, ns) {
@@ -298,6 +311,10 @@ async fn apply_faults(
             FaultAction::DropConnection => {
                 drop_conn.notify_one();
                 std::future::pending::<()>().await;
+            }
+            FaultAction::Conflict => {
+                let (group, plural, name) = conflict_on();
+                return Err(ApiError::stale(&group, &plural, &name));
             }
         }
     }
@@ -374,7 +391,15 @@ async fn dispatch(
         None => rt.plural.clone(),
     };
     app.counters.inc(verb, &resource);
-    apply_faults(app, verb, &resource, r.ns.as_deref(), drop_conn).await?;
+    apply_faults(
+        app,
+        verb,
+        &resource,
+        r.ns.as_deref(),
+        || (rt.group.clone(), rt.plural.clone(), target_name(&r, &ctx)),
+        drop_conn,
+    )
+    .await?;
 
     let api_version = rt.api_version(&r.version);
     let ns = r.ns.as_deref();

@@ -25,6 +25,23 @@ pub enum FaultAction {
     ServiceUnavailable,
     /// Close the connection without sending a response.
     DropConnection,
+    /// Answer 409 Conflict with the `Status` kube-apiserver sends when an optimistic-concurrency
+    /// precondition fails ("Operation cannot be fulfilled on secrets \"x\": the object has been
+    /// modified; ...", reason `Conflict`); the request is not applied. Only mutating verbs
+    /// (create, update, patch, delete) can conflict: on get, list, watch and deletecollection the
+    /// rule does not fire at all (it neither answers nor uses up its `count` or `probability` roll),
+    /// so a rule without a `verb` filter faults just the writes.
+    Conflict,
+}
+
+impl FaultAction {
+    /// Whether this action can affect a request with `verb`.
+    fn applies_to(&self, verb: &str) -> bool {
+        match self {
+            FaultAction::Conflict => matches!(verb, "create" | "update" | "patch" | "delete"),
+            _ => true,
+        }
+    }
 }
 
 fn one() -> u64 {
@@ -219,7 +236,7 @@ impl Faults {
         let mut terminal = false;
         let mut exhausted = Vec::new();
         for (id, r) in s.rules.iter_mut() {
-            if !r.matches(verb, resource, ns) {
+            if !r.matches(verb, resource, ns) || !r.action.applies_to(verb) {
                 continue;
             }
             let is_terminal = !matches!(r.action, FaultAction::Latency { .. });
@@ -370,5 +387,38 @@ mod tests {
         let j: FaultRule =
             serde_json::from_str(r#"{"verb":"get","action":{"type":"drop_connection"}}"#).unwrap();
         assert_eq!(j.action, FaultAction::DropConnection);
+    }
+
+    #[test]
+    fn conflict_fires_on_writes_only() {
+        let f = Faults::default();
+        let id = f.add(
+            FaultRule::new(FaultAction::Conflict)
+                .resource("secrets")
+                .times(3),
+        );
+        for verb in ["get", "list", "watch", "deletecollection"] {
+            assert_eq!(f.evaluate(verb, "secrets", Some("x")), vec![], "{verb}");
+        }
+        // reads did not use up the budget
+        assert_eq!(f.rules()[0].1.count, Some(3));
+        assert_eq!(
+            f.evaluate("patch", "secrets/status", None),
+            vec![FaultAction::Conflict]
+        );
+        assert_eq!(
+            f.evaluate("update", "secrets", None),
+            vec![FaultAction::Conflict]
+        );
+        assert_eq!(
+            f.evaluate("create", "secrets", None),
+            vec![FaultAction::Conflict]
+        );
+        assert!(!f.remove(id), "exhausted after three writes");
+        assert_eq!(f.evaluate("delete", "secrets", None), vec![]);
+        let j: FaultRule =
+            serde_json::from_str(r#"{"resource":"secretrefs","action":{"type":"conflict"}}"#)
+                .unwrap();
+        assert_eq!(j.action, FaultAction::Conflict);
     }
 }

@@ -6,10 +6,10 @@
 //! apply with managedFields, the status subresource, finalizers,
 //! ownerReference garbage collection, CRDs, metadata-only (PartialObjectMetadata)
 //! responses, ServiceAccount TokenRequest and TokenReview. Faults (latency,
-//! 429, 500, 503, dropped connections, cut watches, forced 410, outages) and
-//! request counters are controllable from the library ([`Emulator::faults`],
-//! [`Emulator::counters`]) and over HTTP under `/_emulator/` (see the
-//! `server` module and the README of the crate's binary).
+//! 429, 500, 503, 409 conflicts on writes, dropped connections, cut watches,
+//! forced 410, outages) and request counters are controllable from the library
+//! ([`Emulator::faults`], [`Emulator::counters`]) and over HTTP under
+//! `/_emulator/` (see the `server` module and the README of the crate's binary).
 //!
 //! # Known differences from a real kube-apiserver
 //!

@@ -22,8 +22,10 @@
 //! A [`FaultRule`] in JSON: `{"verb":"list","resource":"secrets","namespace":null,
 //! "probability":0.5,"count":3,"action":{"type":"too_many_requests","retry_after_seconds":2}}`;
 //! action types: `latency` (`ms`), `too_many_requests` (`retry_after_seconds`),
-//! `internal_error`, `service_unavailable`, `drop_connection`. Verbs: get, list,
-//! watch, create, update, patch, delete, deletecollection.
+//! `internal_error`, `service_unavailable`, `drop_connection`, `conflict` (409
+//! reason `Conflict`, "the object has been modified"; fires on create, update,
+//! patch and delete only). Verbs: get, list, watch, create, update, patch,
+//! delete, deletecollection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

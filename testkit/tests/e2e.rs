@@ -404,6 +404,48 @@ async fn crd_status_subresource() {
     assert_eq!(st.data["status"]["phase"], "Done");
     assert_eq!(st.metadata.generation, Some(2));
 
+    // a Conflict rule on the status subresource faults status writes only, naming the resource
+    emu.faults().add(
+        FaultRule::new(FaultAction::Conflict)
+            .resource("gadgets/status")
+            .times(2),
+    );
+    let kube::Error::Api(e) = api
+        .patch_status(
+            "g1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Lost"}})),
+        )
+        .await
+        .unwrap_err()
+    else {
+        panic!("expected an API error")
+    };
+    assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+    assert!(
+        e.message
+            .starts_with("Operation cannot be fulfilled on gadgets.example.com \"g1\": "),
+        "{}",
+        e.message
+    );
+    api.patch(
+        "g1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"size": 3}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api.get_status("g1").await.unwrap().data["status"]["phase"],
+        "Done"
+    );
+    assert_eq!(
+        emu.faults().rules()[0].1.count,
+        Some(1),
+        "reads and main-resource writes spared"
+    );
+    emu.faults().clear();
+
     // deleting the CRD stops serving the resource
     crds.delete("gadgets.example.com", &DeleteParams::default())
         .await
@@ -1018,6 +1060,128 @@ async fn faults_429_then_success_and_outage() {
     assert_eq!(code(&raw.get("f").await.unwrap_err()), 503);
     emu.faults().outage_end();
     raw.get("f").await.unwrap();
+}
+
+#[tokio::test]
+async fn conflict_fault_rejects_writes_and_spares_reads() {
+    let (emu, client) = start().await;
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let before = secrets
+        .create(&PostParams::default(), &secret("c", &[], "orig"))
+        .await
+        .unwrap();
+    // No verb filter: a Conflict rule only ever fires on writes.
+    emu.faults().add(
+        FaultRule::new(FaultAction::Conflict)
+            .resource("secrets")
+            .namespace("default")
+            .times(3),
+    );
+    let expect_conflict = |e: kube::Error| {
+        let kube::Error::Api(st) = e else {
+            panic!("expected an API error, got {e:?}")
+        };
+        assert_eq!(st.code, 409);
+        assert_eq!(st.reason, "Conflict");
+        assert!(st.is_conflict());
+        assert_eq!(
+            st.message,
+            "Operation cannot be fulfilled on secrets \"c\": the object has been modified; please apply your changes to the latest version and try again"
+        );
+        let d = st.details.expect("details");
+        assert_eq!(
+            (d.name.as_str(), d.kind.as_str(), d.group.as_str()),
+            ("c", "secrets", "")
+        );
+    };
+
+    // Reads are not affected and do not use up the rule's budget.
+    for _ in 0..5 {
+        assert_eq!(secrets.get("c").await.unwrap().data, before.data);
+    }
+    secrets.list(&ListParams::default()).await.unwrap();
+
+    // PATCH (merge) and PUT are refused and leave the stored object as it was.
+    let patch = json!({"stringData": {"k": "changed"}});
+    let err = secrets
+        .patch("c", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_err();
+    expect_conflict(err);
+    let mut changed = secrets.get("c").await.unwrap();
+    changed.string_data = Some([("k".to_string(), "changed".to_string())].into());
+    expect_conflict(
+        secrets
+            .replace("c", &PostParams::default(), &changed)
+            .await
+            .unwrap_err(),
+    );
+
+    // The whole body, as kube-apiserver sends it (server-side apply gets the same answer).
+    let req = http::Request::patch("/api/v1/namespaces/default/secrets/c?fieldManager=t&force=true")
+    .header("content-type", "application/apply-patch+yaml")
+    .body(kube::client::Body::from(
+        br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"c"},"stringData":{"k":"changed"}}"#
+            .to_vec(),
+    ))
+    .unwrap();
+    let res = client.send(req).await.unwrap();
+    assert_eq!(res.status().as_u16(), 409);
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "Operation cannot be fulfilled on secrets \"c\": the object has been modified; please apply your changes to the latest version and try again",
+               "reason": "Conflict", "details": {"name": "c", "kind": "secrets"}, "code": 409})
+    );
+
+    let after = secrets.get("c").await.unwrap();
+    assert_eq!(after.data, before.data);
+    assert_eq!(rv(&after), rv(&before), "nothing was written");
+    assert_eq!(after.data.unwrap()["k"].0, b"orig");
+
+    // Three conflicts used up the rule; the next write goes through.
+    assert!(emu.faults().rules().is_empty());
+    secrets
+        .patch("c", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert_eq!(
+        secrets.get("c").await.unwrap().data.unwrap()["k"].0,
+        b"changed"
+    );
+
+    // Grouped resources are named qualified; a create can conflict too.
+    emu.faults().add(
+        FaultRule::new(FaultAction::Conflict)
+            .resource("leases")
+            .times(1),
+    );
+    let leases: Api<Lease> = Api::default_namespaced(client.clone());
+    let l = Lease {
+        metadata: ObjectMeta {
+            name: Some("l".into()),
+            ..Default::default()
+        },
+        spec: None,
+    };
+    let kube::Error::Api(st) = leases.create(&PostParams::default(), &l).await.unwrap_err() else {
+        panic!("expected an API error")
+    };
+    assert_eq!((st.code, st.reason.as_str()), (409, "Conflict"));
+    assert!(
+        st.message
+            .starts_with("Operation cannot be fulfilled on leases.coordination.k8s.io \"l\":")
+    );
+    assert_eq!(st.details.unwrap().group, "coordination.k8s.io");
+    assert!(
+        leases.get_opt("l").await.unwrap().is_none(),
+        "the create did not happen"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

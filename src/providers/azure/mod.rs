@@ -49,7 +49,7 @@ use async_trait::async_trait;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
-use azure_core::http::{ClientMethodOptions, ClientOptions, RetryOptions, Transport};
+use azure_core::http::{ClientMethodOptions, ClientOptions, HttpClient, RetryOptions, Transport};
 use azure_identity::{
     ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions,
     ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
@@ -298,9 +298,11 @@ pub fn classify_status(
         |k| format!("secret {k:?}"),
     );
     let kv = kv_error(body);
+    // The code is matched as sent (`SecretNotFound` exactly) but cleaned for the message like the
+    // text: it is the service's string too, and may hold line breaks.
     let detail = kv
         .as_ref()
-        .map(|(c, m)| format!(": {c} {m}"))
+        .map(|(c, m)| format!(": {} {m}", clean(c)))
         .unwrap_or_default();
     match status {
         404 if key.is_some() && kv.as_ref().is_some_and(|(c, _)| c == "SecretNotFound") => {
@@ -537,7 +539,7 @@ impl ClientAssertion for Assertion {
 pub struct AzureKeyVault {
     settings: AzureSettings,
     url: String,
-    transport: Arc<transport::ReqwestTransport>,
+    transport: Arc<dyn HttpClient>,
     client: Mutex<Arc<SecretClient>>,
     last_rebuild: Mutex<Option<Instant>>,
     rebuilds: AtomicU64,
@@ -550,12 +552,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl AzureKeyVault {
     /// Builds the transport, credential and client (no network call: the first read authenticates).
     pub fn new(settings: AzureSettings) -> Result<Self, ProviderError> {
-        let url = parse_vault_url(&settings.vault_url)?;
+        // The URL first: its error wins over a CA bundle's.
+        parse_vault_url(&settings.vault_url)?;
         let transport = Arc::new(transport::ReqwestTransport::new(
             settings.ca_pem.as_deref(),
             settings.connect_timeout,
             settings.request_timeout,
         )?);
+        Self::with_http_client(settings, transport)
+    }
+
+    /// [`AzureKeyVault::new`] on another HTTP client (the in-memory answers of the fuzz target,
+    /// [`crate::fuzzing::payload_azure`]); `ca_pem` and the timeouts are then the client's business.
+    pub(crate) fn with_http_client(
+        settings: AzureSettings,
+        transport: Arc<dyn HttpClient>,
+    ) -> Result<Self, ProviderError> {
+        let url = parse_vault_url(&settings.vault_url)?;
         let client = Self::build_client(&settings, url.as_str(), &transport)?;
         Ok(Self {
             url: url.as_str().trim_end_matches('/').to_string(),
@@ -575,7 +588,7 @@ impl AzureKeyVault {
     fn build_client(
         s: &AzureSettings,
         url: &str,
-        transport: &Arc<transport::ReqwestTransport>,
+        transport: &Arc<dyn HttpClient>,
     ) -> Result<SecretClient, ProviderError> {
         let invalid = |message: String| ProviderError::InvalidConfig { message };
         let host = azure_core::http::Url::parse(url)
@@ -961,6 +974,15 @@ mod tests {
         assert_eq!(e.reason(), "AccessDenied");
         assert!(!e.to_string().contains('\r'), "{e}");
         assert!(e.to_string().contains("Forbidden"), "{e}");
+        // The code is one line too; a code that is not exactly `SecretNotFound` is no not-found.
+        let crlf = br#"{"error":{"code":"SecretNotFound\r\nX-Injected: 1","message":"m"}}"#;
+        let e = classify_status("s", 404, crlf, None, Some("x"));
+        assert_eq!(e.reason(), "ProviderUnavailable");
+        assert!(!e.to_string().contains(['\r', '\n']), "{e:?}");
+        assert!(
+            e.to_string().contains("SecretNotFound X-Injected: 1"),
+            "{e}"
+        );
         assert_eq!(
             classify_status("s", 429, b"", Some("7"), Some("x")),
             ProviderError::Throttled {
