@@ -572,3 +572,52 @@ async fn file_store_in_cluster() {
     assert_eq!(decoded(&env.secret("api").await.unwrap())["key"], "k-123");
     env.cleanup().await;
 }
+
+/// A rotation whose status write loses an optimistic-concurrency race (409): the status catches up
+/// within a second (not after the 5 s failure backoff) and the rotation is announced exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_conflict_after_a_rotation() {
+    let env = Env::start("conflict").await;
+    let Some(emu) = env.emulator.clone() else {
+        // Needs the emulator's fault injection.
+        return;
+    };
+    let _op = env.operator(&[]);
+    env.fake_store("store", &[("k", "v1", "1")]).await;
+    env.secretref(
+        "app",
+        json!({"storeRef": {"name": "store"}, "data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]}),
+    )
+    .await;
+    env.wait_ready("app", "True", "Synced").await;
+    let rule = emu.faults().add(
+        testkit::FaultRule::new(testkit::FaultAction::Conflict)
+            .resource("secretrefs/status")
+            .namespace(&env.ns)
+            .times(1),
+    );
+    env.fake_store("store", &[("k", "v2", "2")]).await;
+    env.wait_secret("app", |d| d["k"] == "v2").await;
+    let written = std::time::Instant::now();
+    eventually(Duration::from_secs(10), "status of version 2", || async {
+        let st = env.sref("app").await?.status?;
+        (st.synced_keys.first()?.version.as_deref() == Some("2")).then_some(())
+    })
+    .await;
+    let caught_up = written.elapsed();
+    assert!(
+        emu.faults().rules().iter().all(|(id, _)| *id != rule),
+        "the conflict was never injected"
+    );
+    assert!(
+        caught_up < Duration::from_secs(3),
+        "status took {caught_up:?} to catch up after a lost race"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.count_events("app", "Rotated").await,
+        1,
+        "a rotation is announced once, lost race or not"
+    );
+    env.cleanup().await;
+}

@@ -55,8 +55,14 @@ pub struct LeaseSettings {
 /// What the controller remembers about one SecretRef between reconciles (in memory only).
 #[derive(Default, Debug, Clone)]
 pub struct RefState {
-    /// Consecutive failures (backoff).
-    pub failures: u32,
+    /// Consecutive failures (backoff), lost write races not counted.
+    pub failures: u16,
+    /// Consecutive lost write races (409 Conflict): their own, short backoff, so that races do not
+    /// lengthen the backoff of real failures.
+    pub conflicts: u16,
+    /// The rotation last announced (Rotated event, metric, restarts): a short hash of its data
+    /// HMAC, 0 for none. A retry after a failed status write does not announce it again.
+    pub announced: u32,
     /// When the next periodic refresh is due (unknown after a restart).
     pub next_refresh: Option<tokio::time::Instant>,
     /// The status we last wrote, and the resourceVersion the object had before that write: while

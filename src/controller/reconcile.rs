@@ -127,21 +127,36 @@ pub async fn reconcile(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action
     res
 }
 
+/// A short, non-zero identity of a data HMAC for [`super::context::RefState::announced`].
+fn announce_id(data_hmac: &str) -> u32 {
+    let h = data_hmac.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    h.max(1)
+}
+
 /// Requeue policy after an error: exponential backoff with jitter, capped at 5 minutes.
 pub fn error_policy(sref: Arc<SecretRef>, err: &Error, ctx: Arc<Context>) -> Action {
     let key = ctx.key_of(&sref);
+    let conflict = matches!(err, Error::Conflict(_));
     let failures = ctx.with_state(&key, |s| {
-        s.failures = s.failures.saturating_add(1);
         s.next_refresh = None;
-        s.failures
+        if conflict {
+            s.conflicts = s.conflicts.saturating_add(1);
+            u32::from(s.conflicts)
+        } else {
+            s.failures = s.failures.saturating_add(1);
+            u32::from(s.failures)
+        }
     });
     if matches!(err, Error::Provider { source, .. } if source.is_retryable()) {
         ctx.note_failing(&sref);
     }
     let seed = sref.uid().unwrap_or_default();
-    let d = match err {
-        Error::Conflict(_) => schedule::conflict_backoff(failures, &seed),
-        _ => schedule::backoff(failures, &seed, err.retry_after()),
+    let d = if conflict {
+        schedule::conflict_backoff(failures, &seed)
+    } else {
+        schedule::backoff(failures, &seed, err.retry_after())
     };
     debug!(reason = err.reason(), error = %err, failures, backoff_ms = d.as_millis() as u64, "reconcile failed");
     Action::requeue(d)
@@ -438,7 +453,16 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
             )
             .await;
         }
-        Decision::Update { rotation: true, .. } | Decision::NoChange if changed && !first_sync => {
+        // NoChange with new data: the Secret was written but the status write after it failed (a
+        // lost race, a crash). Announced here unless this process already did.
+        Decision::Update { rotation: true, .. } | Decision::NoChange
+            if changed
+                && !first_sync
+                && !(matches!(decision, Decision::NoChange)
+                    && ctx.with_state(&key, |s| s.announced)
+                        == announce_id(&desired.data_hmac)) =>
+        {
+            ctx.with_state(&key, |s| s.announced = announce_id(&desired.data_hmac));
             ctx.metrics.rotated();
             publish(
                 &ctx,
@@ -489,6 +513,7 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         .set_secretref_state(&key, Some(true), desired.expires_at.map(|e| e.timestamp()));
     ctx.with_state(&key, |s| {
         s.failures = 0;
+        s.conflicts = 0;
         s.store_id = Some(store.handle.id.clone());
     });
     Ok(schedule_next(&ctx, &sref, &key, interval))
