@@ -553,12 +553,15 @@ impl AzureKeyVault {
     /// Builds the transport, credential and client (no network call: the first read authenticates).
     pub fn new(settings: AzureSettings) -> Result<Self, ProviderError> {
         // The URL first: its error wins over a CA bundle's.
-        parse_vault_url(&settings.vault_url)?;
-        let transport = Arc::new(transport::ReqwestTransport::new(
-            settings.ca_pem.as_deref(),
-            settings.connect_timeout,
-            settings.request_timeout,
-        )?);
+        let vault = parse_vault_url(&settings.vault_url)?;
+        let transport = Arc::new(
+            transport::ReqwestTransport::new(
+                settings.ca_pem.as_deref(),
+                settings.connect_timeout,
+                settings.request_timeout,
+            )?
+            .bearer_only_to(&vault),
+        );
         Self::with_http_client(settings, transport)
     }
 
@@ -720,14 +723,36 @@ impl AzureKeyVault {
         F: Fn(Arc<SecretClient>) -> Fut,
         Fut: std::future::Future<Output = azure_core::Result<T>>,
     {
-        match op(self.current()).await {
+        match self.guarded(op(self.current())).await? {
             Ok(v) => Ok(v),
-            Err(e) if e.http_status().map(u16::from) == Some(401) && self.rebuild() => {
-                op(self.current())
-                    .await
-                    .map_err(|e| classify(&self.settings.store, &e, key))
-            }
+            Err(e) if e.http_status().map(u16::from) == Some(401) && self.rebuild() => self
+                .guarded(op(self.current()))
+                .await?
+                .map_err(|e| classify(&self.settings.store, &e, key)),
             Err(e) => Err(classify(&self.settings.store, &e, key)),
+        }
+    }
+
+    /// Runs an SDK future, turning a panic inside it into a transient failure of this store. The
+    /// SDK has panicked on service answers (azure_identity 1.0 on a token answer whose
+    /// `expires_in` overflows a timestamp, found by the `payload_azure` fuzz target); a service's
+    /// answer must never take the whole controller down. The client is rebuilt afterwards.
+    async fn guarded<T>(
+        &self,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, ProviderError> {
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(v) => Ok(v),
+            Err(_) => {
+                self.rebuild();
+                Err(ProviderError::Transient {
+                    message: format!(
+                        "azure store {:?}: the Azure SDK failed on the service's answer (internal panic); retrying later",
+                        self.settings.store
+                    ),
+                })
+            }
         }
     }
 

@@ -24,6 +24,10 @@ pub const MAX_BODY: usize = 4 << 20;
 #[derive(Debug, Clone)]
 pub struct ReqwestTransport {
     http: reqwest::Client,
+    /// The only origin (host, port) a request carrying an `Authorization` header may go to: the
+    /// vault's. The SDK's pager follows a listing's absolute `nextLink` wherever it points, with the
+    /// vault token attached; a page naming another host is refused instead.
+    bearer_origin: Option<(String, u16)>,
 }
 
 impl ReqwestTransport {
@@ -56,8 +60,24 @@ impl ReqwestTransport {
         let http = b
             .build()
             .map_err(|e| invalid(format!("building the HTTP client: {e}")))?;
-        Ok(Self { http })
+        Ok(Self {
+            http,
+            bearer_origin: None,
+        })
     }
+
+    /// Sends bearer tokens to `url`'s origin only (see [`ReqwestTransport`]).
+    pub fn bearer_only_to(mut self, url: &azure_core::http::Url) -> Self {
+        self.bearer_origin = origin(url);
+        self
+    }
+}
+
+fn origin(url: &azure_core::http::Url) -> Option<(String, u16)> {
+    Some((
+        url.host_str()?.to_ascii_lowercase(),
+        url.port_or_known_default()?,
+    ))
 }
 
 fn method(m: Method) -> Option<reqwest::Method> {
@@ -76,6 +96,21 @@ fn method(m: Method) -> Option<reqwest::Method> {
 impl HttpClient for ReqwestTransport {
     async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
         let url = request.url().clone();
+        if let Some(allowed) = &self.bearer_origin
+            && request
+                .headers()
+                .get_optional_str(&HeaderName::from_static("authorization"))
+                .is_some()
+            && origin(&url).as_ref() != Some(allowed)
+        {
+            return Err(Error::with_message(
+                ErrorKind::Other,
+                format!(
+                    "refusing to send the vault's access token to {:?}: the vault pointed outside itself (nextLink)",
+                    url.host_str().unwrap_or_default()
+                ),
+            ));
+        }
         let m = method(request.method())
             .ok_or_else(|| Error::with_message(ErrorKind::Other, "unsupported HTTP method"))?;
         let mut req = self.http.request(m, url.as_str());
@@ -162,5 +197,47 @@ impl HttpClient for ReqwestTransport {
             Headers::from(headers),
             stream,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(url: &str, bearer: bool) -> Request {
+        let mut r = Request::new(azure_core::http::Url::parse(url).unwrap(), Method::Get);
+        if bearer {
+            r.insert_header("authorization", "Bearer tok-abc");
+        }
+        r
+    }
+
+    #[tokio::test]
+    async fn the_vault_token_goes_to_the_vault_only() {
+        let vault = azure_core::http::Url::parse("https://127.0.0.1:9/").unwrap();
+        let t = ReqwestTransport::new(None, Duration::from_secs(1), Duration::from_secs(1))
+            .unwrap()
+            .bearer_only_to(&vault);
+        // A nextLink to another host (or port) with the token attached: refused before any I/O.
+        for other in [
+            "https://elsewhere.example/secrets?api-version=2025-07-01",
+            "https://127.0.0.1:10/secrets",
+        ] {
+            let e = t.execute_request(&request(other, true)).await.unwrap_err();
+            assert!(e.to_string().contains("refusing to send"), "{e}");
+            assert!(!e.to_string().contains("tok-abc"));
+        }
+        // To the vault itself the request goes out (and fails to connect: nothing listens there).
+        let e = t
+            .execute_request(&request("https://127.0.0.1:9/secrets/x", true))
+            .await
+            .unwrap_err();
+        assert!(!e.to_string().contains("refusing"), "{e}");
+        // Without a token, other hosts are not this guard's business (the token endpoint).
+        let e = t
+            .execute_request(&request("https://127.0.0.1:10/token", false))
+            .await
+            .unwrap_err();
+        assert!(!e.to_string().contains("refusing"), "{e}");
     }
 }
