@@ -897,7 +897,11 @@ impl Provider for AzureKeyVault {
             .await
         {
             Ok(_) => Ok(()),
-            Err(ProviderError::AccessDenied { message, .. }) if message.contains("HTTP 403") => {
+            // The vault's own 403 on the listing (`classify_status`), not Entra refusing the
+            // credential with a 403 (`classify`'s "Entra ID refused …"): that one is a failure.
+            Err(ProviderError::AccessDenied { message, .. })
+                if message.contains("listing secrets: HTTP 403") =>
+            {
                 tracing::debug!(store = %self.settings.store, "azure: listing is not permitted; the credential is valid");
                 Ok(())
             }
