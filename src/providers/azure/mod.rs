@@ -469,6 +469,22 @@ pub fn classify(store: &str, e: &azure_core::Error, key: Option<&str>) -> Provid
                 clean(&e.to_string())
             ),
         },
+        // `vaultUrl` is always https on the vault's host, so a request the SDK (plain http) or our
+        // transport (another host) refuses to send a token to came from an answer of the vault — a
+        // listing's `nextLink` — not from the store's configuration.
+        _ if token_answer.is_none() && {
+            let t = e.to_string();
+            t.contains("non-TLS protected endpoints") || t.contains(transport::FOREIGN_ORIGIN)
+        } =>
+        {
+            ProviderError::InvalidResponse {
+                key: key.unwrap_or("(listing)").to_string(),
+                message: format!(
+                    "azure store {store:?}: the vault's answer points outside the vault: {}",
+                    clean(&e.to_string())
+                ),
+            }
+        }
         _ => token_answer.unwrap_or_else(|| ProviderError::InvalidConfig {
             message: format!("azure store {store:?}: {}", clean(&e.to_string())),
         }),

@@ -17,6 +17,9 @@ use azure_core::http::{AsyncRawResponse, HttpClient, Method, Request, StatusCode
 
 use crate::providers::ProviderError;
 
+/// How a request refused by the bearer-origin rule fails (matched by `classify`).
+pub const FOREIGN_ORIGIN: &str = "refusing to send the vault's access token to";
+
 /// Largest response body accepted (Key Vault values are at most 25 KiB; list pages are small).
 pub const MAX_BODY: usize = 4 << 20;
 
@@ -106,7 +109,7 @@ impl HttpClient for ReqwestTransport {
             return Err(Error::with_message(
                 ErrorKind::Other,
                 format!(
-                    "refusing to send the vault's access token to {:?}: the vault pointed outside itself (nextLink)",
+                    "{FOREIGN_ORIGIN} {:?}: the vault pointed outside itself (nextLink)",
                     url.host_str().unwrap_or_default()
                 ),
             ));
