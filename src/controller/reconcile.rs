@@ -129,10 +129,7 @@ pub async fn reconcile(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action
 
 /// A short, non-zero identity of a data HMAC for [`super::context::RefState::announced`].
 fn announce_id(data_hmac: &str) -> u32 {
-    let h = data_hmac.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    h.max(1)
+    (schedule::stable_hash(data_hmac) as u32).max(1)
 }
 
 /// Requeue policy after an error: exponential backoff with jitter, capped at 5 minutes.

@@ -12,8 +12,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// First backoff after a failure.
 pub const BASE_BACKOFF: Duration = Duration::from_secs(5);
 
-fn stable_hash(s: &str) -> u64 {
-    // FNV-1a: stable across processes and Rust versions (std's SipHash keys are random per process).
+/// FNV-1a of `s`: stable across processes and Rust versions (std's SipHash keys are random per
+/// process).
+pub fn stable_hash(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.as_bytes() {
         h ^= u64::from(*b);
