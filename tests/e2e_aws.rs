@@ -67,7 +67,7 @@ async fn aws_sync_rotation_outage_and_recovery() {
     aws::create_string(&admin, "/e2e/found/other", "o-1", &[("team", "y")]).await;
 
     let env = Env::start("aws").await;
-    let _op = env.operator(&[]);
+    let _op = env.operator(&[]).await;
     aws_store(&env, "aws", &proxy.url, json!({})).await;
     env.secretref(
         "plain",
@@ -215,7 +215,7 @@ async fn n_secretrefs_on_k_keys_cost_batched_calls_per_cycle() {
         .await;
     }
     // Start the operator on the existing objects (a cold start): the first syncs share batches.
-    let op = env.operator(&["--concurrency", "64"]);
+    let op = env.operator(&["--concurrency", "64"]).await;
     for i in 0..N {
         env.wait_ready(&format!("r{i:02}"), "True", "Synced").await;
     }
@@ -241,9 +241,16 @@ async fn n_secretrefs_on_k_keys_cost_batched_calls_per_cycle() {
         K.div_ceil(20)
     );
     assert!(sizes.iter().all(|&n| n <= 20), "{sizes:?}");
-    // Cold start: the first syncs of all 60 SecretRefs share ceil(K/20) batch calls.
+    // Cold start: the first syncs of all 60 SecretRefs read each key once, in shared batch calls.
+    // How many calls depends on how the first reconciles spread over the 20 ms batch window: on a
+    // real API server each new SecretRef first waits for its finalizer write, and 60 of them arrive
+    // over a few windows (measured there: 5 calls of [2, 15, 20, 4, 2] ids; on the emulator 3–4).
     assert!(
-        first <= K.div_ceil(20) + 1,
+        first_sizes.iter().sum::<usize>() <= K,
+        "first sync read a key twice: {first_sizes:?}"
+    );
+    assert!(
+        first <= K.div_ceil(20) + 2,
         "first sync: {first} calls {first_sizes:?}"
     );
     // Steady state: every key is read about once per cycle, in shared batches of up to 20 ids:

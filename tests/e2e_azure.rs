@@ -77,21 +77,24 @@ async fn azure_sync_find_rotation_expiry_outage_and_workload_identity() {
         },
     );
 
-    let env = Env::start("azure").await;
+    // Creates a ClusterSecretStore: alone on a shared API.
+    let env = Env::start_exclusive("azure").await;
     let ca_file = kv.ca_file.to_string_lossy().to_string();
     // Managed identity through the App Service protocol (IDENTITY_ENDPOINT / IDENTITY_HEADER), served
     // by the double on loopback.
     kv.register_managed_identity("msi-header-sentinel", MI_CLIENT);
     let msi = format!("{}/msi/token", kv.url);
-    let op = env.operator_env(
-        &[],
-        &[
-            ("SSL_CERT_FILE", &ca_file),
-            ("AZURE_AUTHORITY_HOST", &kv.authority_host()),
-            ("IDENTITY_ENDPOINT", &msi),
-            ("IDENTITY_HEADER", "msi-header-sentinel"),
-        ],
-    );
+    let op = env
+        .operator_env(
+            &[],
+            &[
+                ("SSL_CERT_FILE", &ca_file),
+                ("AZURE_AUTHORITY_HOST", &kv.authority_host()),
+                ("IDENTITY_ENDPOINT", &msi),
+                ("IDENTITY_HEADER", "msi-header-sentinel"),
+            ],
+        )
+        .await;
     env.create::<Secret>(
         json!({"metadata": {"name": "azure-sp"}, "stringData": {"client-secret": SP_SECRET}}),
     )
@@ -329,10 +332,12 @@ async fn ambient_identity_is_refused_for_tenant_stores() {
     // Should the rule ever break, the SDK's managed identity must reach only loopback (the double,
     // which refuses it), never the real IMDS address.
     let msi = format!("{}/msi/token", kv.url);
-    let _op = env.operator_env(
-        &["--pod-namespace", &controller_ns.ns],
-        &[("IDENTITY_ENDPOINT", &msi), ("IDENTITY_HEADER", "x")],
-    );
+    let _op = env
+        .operator_env(
+            &["--pod-namespace", &controller_ns.ns],
+            &[("IDENTITY_ENDPOINT", &msi), ("IDENTITY_HEADER", "x")],
+        )
+        .await;
     for (name, auth) in [
         ("kv-mi", json!({"managedIdentity": {}})),
         (

@@ -22,7 +22,7 @@ const DB2: &str =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_rotation_failure_and_recovery() {
     let env = Env::start("core").await;
-    let _op = env.operator(&[]);
+    let _op = env.operator(&[]).await;
     env.fake_store("store", &[("/prod/db", DB, "1")]).await;
     env.secretref(
         "db",
@@ -126,7 +126,7 @@ async fn sync_rotation_failure_and_recovery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creation_and_deletion_policies() {
     let env = Env::start("policy").await;
-    let _op = env.operator(&[]);
+    let _op = env.operator(&[]).await;
     env.fake_store("store", &[("k", "v1", "1")]).await;
     let secrets: Api<Secret> = env.api();
 
@@ -206,7 +206,7 @@ async fn creation_and_deletion_policies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_policies() {
     let env = Env::start("drift").await;
-    let _op = env.operator(&[]);
+    let _op = env.operator(&[]).await;
     env.fake_store("store", &[("k", "good", "1")]).await;
     for (name, policy) in [
         ("revert", "Revert"),
@@ -301,9 +301,10 @@ async fn drift_policies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenancy_denials() {
-    let env = Env::start("tenant").await;
+    // Creates a ClusterSecretStore: alone on a shared API.
+    let env = Env::start_exclusive("tenant").await;
     let other = Env::start_in(&env, "other").await;
-    let _op = env.operator(&[]);
+    let _op = env.operator(&[]).await;
     // A store in another namespace is invisible.
     other
         .fake_store("theirs", &[("k", "their-secret", "1")])
@@ -353,7 +354,7 @@ async fn tenancy_denials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_causes_no_writes() {
     let env = Env::start("restart").await;
-    let op = env.operator(&[]);
+    let op = env.operator(&[]).await;
     env.fake_store("store", &[("k", "v", "1")]).await;
     for i in 0..20 {
         env.secretref(&format!("r{i}"), json!({"storeRef": {"name": "store"}, "data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]})).await;
@@ -389,8 +390,8 @@ async fn restart_causes_no_writes() {
     };
     let before = versions(&env).await;
     let events_before = env.events_for("r0").await.len();
-    let writes_before = env.emulator.as_ref().map(|e| e.counters().writes);
-    let op2 = env.operator(&[]);
+    let writes = common::WriteCounter::start(&env);
+    let op2 = env.operator(&[]).await;
     // Wait until the new operator has started and looked at everything.
     for _ in 0..200 {
         if op2.logs().contains("watches synced") {
@@ -413,11 +414,11 @@ async fn restart_causes_no_writes() {
         env.events_for("r0").await.len(),
         "a restart must not emit events"
     );
-    if let (Some(emu), Some(w)) = (env.emulator.as_ref(), writes_before) {
+    if let Some(w) = writes {
+        let (n, what) = w.writes().await;
         assert_eq!(
-            emu.counters().writes,
-            w,
-            "no Kubernetes writes at all after a restart"
+            n, 0,
+            "no Kubernetes writes at all after a restart: {what:#?}"
         );
     }
     env.cleanup().await;
@@ -429,12 +430,14 @@ async fn bad_input_is_reported_and_nothing_is_lost_or_leaked() {
     let metrics = free_port();
     let metrics_s = format!("127.0.0.1:{metrics}");
     let audit = env.dir.path().join("audit.jsonl");
-    let op = env.operator(&[
-        "--metrics-addr",
-        &metrics_s,
-        "--audit-file",
-        audit.to_str().unwrap(),
-    ]);
+    let op = env
+        .operator(&[
+            "--metrics-addr",
+            &metrics_s,
+            "--audit-file",
+            audit.to_str().unwrap(),
+        ])
+        .await;
     let big = "x".repeat(1100 * 1024);
     env.fake_store(
         "store",
@@ -520,7 +523,7 @@ async fn file_store_in_cluster() {
     use secretsync::providers::file::{Keyring, MasterKey, Store};
     use secretsync::value::SecretBytes;
     let env = Env::start("file").await;
-    let _op = env.operator(&[]);
+    let _op = env.operator(&[]).await;
     let key = MasterKey::generate();
     let ring = Keyring::single(key.clone());
     let mut store = Store::init(&ring).unwrap();
@@ -577,12 +580,10 @@ async fn file_store_in_cluster() {
 /// within a second (not after the 5 s failure backoff) and the rotation is announced exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_conflict_after_a_rotation() {
-    let env = Env::start("conflict").await;
-    let Some(emu) = env.emulator.clone() else {
-        // Needs the emulator's fault injection.
-        return;
-    };
-    let _op = env.operator(&[]);
+    // Emulator only: injects a 409 Conflict into one status write.
+    let env = Env::start_emulated("conflict").await;
+    let emu = env.emulator.clone().expect("emulator");
+    let _op = env.operator(&[]).await;
     env.fake_store("store", &[("k", "v1", "1")]).await;
     env.secretref(
         "app",

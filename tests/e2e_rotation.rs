@@ -44,7 +44,9 @@ async fn rotation_restarts_each_workload_once_and_is_audited() {
     let env = Env::start("rotate").await;
     let audit = env.dir.path().join("audit.jsonl");
     let audit_s = audit.to_string_lossy().to_string();
-    let op = env.operator(&["--restart-debounce", "2s", "--audit-file", &audit_s]);
+    let op = env
+        .operator(&["--restart-debounce", "2s", "--audit-file", &audit_s])
+        .await;
     let deps: Api<Deployment> = env.api();
     for (name, uses) in [
         ("api", None),
@@ -177,7 +179,9 @@ async fn rotation_restarts_each_workload_once_and_is_audited() {
         async move { restarted_at(&deps.get(n).await.unwrap()) }
     }))
     .await;
-    let _op2 = env.operator(&["--restart-debounce", "1s", "--audit-file", &audit_s]);
+    let _op2 = env
+        .operator(&["--restart-debounce", "1s", "--audit-file", &audit_s])
+        .await;
     eventually(Duration::from_secs(20), "operator ready", || async {
         _op2.logs().contains("watches synced").then_some(())
     })
@@ -203,7 +207,7 @@ async fn expiry_warning_force_sync_and_pause() {
     use secretsync::providers::file::{Keyring, MasterKey, Store};
     use secretsync::value::SecretBytes;
     let env = Env::start("expiry").await;
-    let _op = env.operator(&[]);
+    let _op = env.operator(&[]).await;
     let key = MasterKey::generate();
     let ring = Keyring::single(key.clone());
     let mut store = Store::init(&ring).unwrap();
@@ -356,7 +360,9 @@ async fn leader_election_only_the_holder_writes_and_failover_is_fast() {
     };
     let a_flags = flags("replica-a");
     let b_flags = flags("replica-b");
-    let a = env.operator(&a_flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let a = env
+        .operator(&a_flags.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
     let leases: Api<Lease> = env.api();
     let holder = eventually(Duration::from_secs(20), "a lease holder", || async {
         leases
@@ -369,7 +375,9 @@ async fn leader_election_only_the_holder_writes_and_failover_is_fast() {
     })
     .await;
     assert_eq!(holder, "replica-a");
-    let b = env.operator(&b_flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let b = env
+        .operator(&b_flags.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
     eventually(Duration::from_secs(20), "standby ready", || async {
         b.logs().contains("watches synced").then_some(())
     })
@@ -423,7 +431,9 @@ async fn leader_election_only_the_holder_writes_and_failover_is_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_releases_the_lease() {
     let env = Env::start("shutdown").await;
-    let op = env.operator(&["--leader-elect", "--pod-name", "only"]);
+    let op = env
+        .operator(&["--leader-elect", "--pod-name", "only"])
+        .await;
     let leases: Api<Lease> = env.api();
     eventually(Duration::from_secs(20), "lease held", || async {
         (leases
@@ -460,7 +470,7 @@ async fn sigterm_drains_and_releases_the_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_cli_forces_a_sync_through_the_kubeconfig() {
     let env = Env::start("refresh").await;
-    let _op = env.operator(&[]);
+    let _op = env.operator(&[]).await;
     env.fake_store("store", &[("k", "v", "1")]).await;
     for n in ["a", "b"] {
         env.secretref(n, json!({"storeRef": {"name": "store"}, "data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]})).await;

@@ -62,7 +62,7 @@ async fn vault_token_sync_rotation_seal_and_recovery() {
         )
         .await
         .unwrap();
-    let op = env.operator(&[]);
+    let op = env.operator(&[]).await;
     vault_store(
         &env,
         &bao.addr,
@@ -133,9 +133,21 @@ async fn vault_token_sync_rotation_seal_and_recovery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vault_kubernetes_auth_role_rename_denies_then_recovers() {
     let env = Env::start("vaultk8s").await;
-    let api_url = env.emulator.as_ref().map(|e| e.url()).expect(
-        "the Vault Kubernetes-auth test needs the in-repo API emulator (it answers TokenReview)",
-    );
+    // OpenBao asks the API server's TokenReview: the emulator's, or the real one's (TLS, with the
+    // admin token as the reviewer).
+    let (api_url, tls) = match (&env.emulator, env.control_plane) {
+        (Some(emu), _) => (emu.url(), None),
+        (None, Some(cp)) => (
+            cp.url().to_string(),
+            Some((cp.ca_pem().to_string(), cp.admin_token().to_string())),
+        ),
+        (None, None) => {
+            eprintln!(
+                "skipped on SECRETSYNC_E2E_KUBECONFIG: OpenBao would need that cluster's TokenReview"
+            );
+            return env.cleanup().await;
+        }
+    };
     env.api::<ServiceAccount>()
         .create(
             &PostParams::default(),
@@ -147,10 +159,14 @@ async fn vault_kubernetes_auth_role_rename_denies_then_recovers() {
     bao.put("app/db", json!({"username": "app", "password": "k8s-pw"}))
         .await;
     bao.policy("reader", READER).await;
-    bao.kubernetes_auth(&api_url).await;
+    bao.kubernetes_auth(
+        &api_url,
+        tls.as_ref().map(|(c, t)| (c.as_str(), t.as_str())),
+    )
+    .await;
     bao.kubernetes_role("payments", "vault-reader", &env.ns, &["reader"])
         .await;
-    let _op = env.operator(&[]);
+    let _op = env.operator(&[]).await;
     let auth = |role: &str| json!({"kubernetes": {"role": role, "serviceAccountRef": {"name": "vault-reader"}}});
     vault_store(&env, &bao.addr, auth("payments")).await;
     env.secretref("db", sref_spec()).await;

@@ -234,14 +234,9 @@ async fn fault_campaign() {
     // (167 reads/s, plus retries) the limiter sheds load and the first syncs of half the SecretRefs
     // waited behind refreshes for minutes: overload, not this test's subject.
     let refresh = format!("{}s", (refs / 50).max(3));
-    let env = Env::start("soak").await;
-    let Some(emu) = env.emulator.clone() else {
-        eprintln!(
-            "the fault campaign needs the in-repo emulator (SECRETSYNC_E2E_KUBECONFIG is set)"
-        );
-        env.cleanup().await;
-        return;
-    };
+    // Emulator only: API faults (429/500/409, cut and expired watches, an outage) are injected.
+    let env = Env::start_emulated("soak").await;
+    let emu = env.emulator.clone().expect("emulator");
     let kv = VaultKv::start().await;
     let served: Served = Arc::default();
     let mut version: HashMap<String, u64> = HashMap::new();
@@ -264,14 +259,16 @@ async fn fault_campaign() {
     let metrics = free_port();
     let metrics_s = format!("127.0.0.1:{metrics}");
     let audit = env.dir.path().join("audit.jsonl");
-    let op = env.operator(&[
-        "--metrics-addr",
-        &metrics_s,
-        "--audit-file",
-        audit.to_str().unwrap(),
-        "--concurrency",
-        "16",
-    ]);
+    let op = env
+        .operator(&[
+            "--metrics-addr",
+            &metrics_s,
+            "--audit-file",
+            audit.to_str().unwrap(),
+            "--concurrency",
+            "16",
+        ])
+        .await;
     for i in 0..refs {
         let (ka, kb) = keys_of(i, distinct);
         let deletion = if i % 2 == 1 { "Delete" } else { "Retain" };

@@ -483,7 +483,7 @@ async fn kubernetes_auth_against_the_emulator_token_review() {
     let bao = Bao::start().await;
     bao.put("app/db", json!({"password": "k8s"})).await;
     bao.policy("reader", READER).await;
-    bao.kubernetes_auth(&emu.url()).await;
+    bao.kubernetes_auth(&emu.url(), None).await;
     bao.kubernetes_role("payments", "reader", ns, &["reader"])
         .await;
 

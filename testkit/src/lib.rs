@@ -77,6 +77,8 @@ mod api;
 mod apply;
 mod crds;
 mod discovery;
+#[cfg(feature = "envtest")]
+pub mod envtest;
 mod error;
 mod faults;
 mod fields;
@@ -87,6 +89,7 @@ mod resources;
 mod selectors;
 mod server;
 mod store;
+pub mod tls;
 mod tokens;
 mod watch;
 

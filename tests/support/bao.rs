@@ -273,7 +273,9 @@ impl Bao {
     }
 
     /// Enables Kubernetes auth against an API server (the emulator answers TokenReview).
-    pub async fn kubernetes_auth(&self, api_url: &str) {
+    /// Enables Kubernetes auth against the API at `api_url`: with `tls` = (CA PEM, token reviewer
+    /// token) for a real API server, without for the emulator (plain HTTP, no authorization).
+    pub async fn kubernetes_auth(&self, api_url: &str, tls: Option<(&str, &str)>) {
         self.ok(
             "POST",
             "sys/auth/kubernetes",
@@ -283,13 +285,21 @@ impl Bao {
         self.ok(
             "POST",
             "auth/kubernetes/config",
-            Some(json!({
-                "kubernetes_host": api_url,
-                // The emulator speaks plain HTTP, so this CA is never used; bao insists on one
-                // when it must not read the pod's own CA file.
-                "kubernetes_ca_cert": UNUSED_CA,
-                "disable_local_ca_jwt": true,
-            })),
+            Some(match tls {
+                Some((ca, reviewer)) => json!({
+                    "kubernetes_host": api_url,
+                    "kubernetes_ca_cert": ca,
+                    "token_reviewer_jwt": reviewer,
+                    "disable_local_ca_jwt": true,
+                }),
+                None => json!({
+                    "kubernetes_host": api_url,
+                    // The emulator speaks plain HTTP, so this CA is never used; bao insists on one
+                    // when it must not read the pod's own CA file.
+                    "kubernetes_ca_cert": UNUSED_CA,
+                    "disable_local_ca_jwt": true,
+                }),
+            }),
         )
         .await;
     }
