@@ -53,11 +53,13 @@ chart-lint:
 manifests:
 	./scripts/render-manifests.sh
 
-## Container image (needs a Docker engine): make image IMAGE=registry.example.com/secretsync:1.0
+## Container image without a Docker engine: builds the static release binary on the host, then a FROM
+## scratch image (Containerfile.scratch) with docker, podman or buildah, whichever works:
+## make image IMAGE=registry.example.com/secretsync:1.0 (BUILDER=podman, SECRETSYNC_BINARY=prebuilt file).
+## With a Docker engine, the multi-arch Dockerfile: docker buildx build --platform linux/amd64,linux/arm64 .
 IMAGE ?= ghcr.io/secretsync/secretsync:dev
-DOCKER ?= docker
 image:
-	$(DOCKER) build -t $(IMAGE) .
+	IMAGE=$(IMAGE) CARGO=$(CARGO) ./scripts/build-image.sh
 
 ## Benchmarks of DESIGN §6 (README "Performance"): the release binary against the Kubernetes API
 ## emulator and moto, each its own process; 10k SecretRefs, 3 runs (about 20 minutes). Prints a Markdown
@@ -105,3 +107,18 @@ fuzz:
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECS_PER_TARGET) \
 	    -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 || exit 1; \
 	done
+
+## The chart's README.md, generated from the comments in charts/secretsync/values.yaml and
+## charts/secretsync/README.md.tmpl (make chart-lint fails when it is stale).
+.PHONY: chart-readme lint-workflows image-smoke
+chart-readme:
+	./scripts/test-deps.sh
+	.venv-test/bin/python scripts/chart-readme.py
+
+## GitHub Actions workflows: actionlint (with shellcheck) and zizmor --offline, installed into .venv-test.
+lint-workflows:
+	./scripts/lint-workflows.sh
+
+## The image's root filesystem exported into a temporary directory (printed), for a chroot smoke run.
+image-smoke:
+	IMAGE=$(IMAGE) ./scripts/image-smoke.sh
