@@ -16,11 +16,13 @@ use tokio::sync::Notify;
 
 use crate::apply;
 use crate::discovery;
-use crate::error::ApiError;
+use crate::error::{ApiError, Cause, quote};
 use crate::faults::{CounterStore, FaultAction, Faults, OutageMode};
 use crate::fields::Scope;
+use crate::kinds;
 use crate::patch::{self, PatchKind};
 use crate::resources::ResourceType;
+use crate::schema;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{self, DeleteOpts, Req, Store};
 use crate::tokens::Tokens;
@@ -213,6 +215,98 @@ fn parse_body(b: &[u8], content_type: &str) -> Result<Value, ApiError> {
             }
         }
     }
+}
+
+/// The `fieldValidation` option of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+/// `fieldValidation` (default `Warn`); `options` names the options kind in the error
+/// (`CreateOptions`, `UpdateOptions`, `PatchOptions`).
+fn field_validation(ctx: &Ctx, options: &str) -> Result<FieldValidation, ApiError> {
+    match ctx.q.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some(other) => Err(ApiError::invalid_causes(
+            "meta.k8s.io",
+            options,
+            "",
+            &[Cause::new(
+                "FieldValueNotSupported",
+                "fieldValidation",
+                format!(
+                    "Unsupported value: {}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"",
+                    quote(other)
+                ),
+            )],
+        )),
+    }
+}
+
+/// What decoding a request body into the kind's type does on the real server: MicroTime fields
+/// must be well-formed, and fields the kind's schema does not declare are dropped (reported as
+/// warnings, or refused with `Strict`). `Err` is the decoding error's message.
+fn decode(
+    rt: &ResourceType,
+    version: &str,
+    obj: &mut Value,
+    fv: FieldValidation,
+) -> Result<Vec<String>, String> {
+    kinds::check_micro_times(&rt.group, &rt.plural, obj)?;
+    let Some(schema) = rt.schema(version) else {
+        return Ok(Vec::new());
+    };
+    let mut unknown = schema::prune(obj, schema, rt.custom);
+    match fv {
+        FieldValidation::Ignore => Ok(Vec::new()),
+        FieldValidation::Warn => Ok(unknown
+            .iter()
+            .map(|p| format!("unknown field {}", quote(p)))
+            .collect()),
+        FieldValidation::Strict if unknown.is_empty() => Ok(Vec::new()),
+        FieldValidation::Strict => {
+            unknown.sort();
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|p| format!("unknown field {}", quote(p)))
+                .collect();
+            Err(format!("strict decoding error: {}", list.join(", ")))
+        }
+    }
+}
+
+/// A create or update body the real server cannot decode: 400.
+fn body_decode_error(rt: &ResourceType, version: &str, msg: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "{k} in version {} cannot be handled as a {k}: {msg}",
+        quote(version),
+        k = rt.kind
+    ))
+}
+
+/// A patched object the real server cannot decode: 422 on the field `patch`.
+fn patch_decode_error(patched: &Value, msg: &str) -> ApiError {
+    ApiError::invalid_causes(
+        "",
+        "",
+        "",
+        &[Cause::invalid("patch", &quote(&patched.to_string()), msg)],
+    )
+}
+
+/// Adds a `Warning: 299 - "..."` header per warning.
+fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        if let Ok(h) = HeaderValue::from_str(&format!("299 - {}", quote(w))) {
+            r.headers_mut().append(header::WARNING, h);
+        }
+    }
+    r
 }
 
 /// Entry point for every HTTP request.
@@ -422,6 +516,8 @@ async fn dispatch(
                 .store()
                 .get(&rt.id(), &store::key(ns, name))
                 .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+            kinds::validate_token_request(&body)?;
+            check_bound_object(app, ns.unwrap_or(""), &body)?;
             let resp = app.tokens.lock().unwrap_or_else(|e| e.into_inner()).issue(
                 ns.unwrap_or(""),
                 name,
@@ -446,24 +542,36 @@ async fn dispatch(
             Ok(value_response(201, &resp))
         }
         "create" => {
-            let body = parse_body(&ctx.body, ctx.header(header::CONTENT_TYPE))?;
+            let fv = field_validation(&ctx, "CreateOptions")?;
+            let mut body = parse_body(&ctx.body, ctx.header(header::CONTENT_TYPE))?;
+            let warnings = decode(&rt, &r.version, &mut body, fv)
+                .map_err(|m| body_decode_error(&rt, &r.version, &m))?;
             let manager = manager_of(&ctx.q, &ctx.headers);
             let req = Req {
                 version: &r.version,
                 manager: Some(&manager),
             };
             let o = app.store().create(&rt, ns, body, &req)?;
-            Ok(bytes_response(201, o.render(false, &api_version)))
+            Ok(with_warnings(
+                bytes_response(201, o.render(false, &api_version)),
+                &warnings,
+            ))
         }
         "update" => {
-            let body = parse_body(&ctx.body, ctx.header(header::CONTENT_TYPE))?;
+            let fv = field_validation(&ctx, "UpdateOptions")?;
+            let mut body = parse_body(&ctx.body, ctx.header(header::CONTENT_TYPE))?;
+            let warnings = decode(&rt, &r.version, &mut body, fv)
+                .map_err(|m| body_decode_error(&rt, &r.version, &m))?;
             let manager = manager_of(&ctx.q, &ctx.headers);
             let req = Req {
                 version: &r.version,
                 manager: Some(&manager),
             };
             let o = app.store().update(&rt, ns, name, body, sub, &req)?;
-            Ok(bytes_response(200, o.render(false, &api_version)))
+            Ok(with_warnings(
+                bytes_response(200, o.render(false, &api_version)),
+                &warnings,
+            ))
         }
         "patch" => patch_verb(app, &rt, &r, &ctx, &api_version),
         "delete" => {
@@ -636,6 +744,14 @@ fn patch_verb(
 ) -> Result<Response<Body>, ApiError> {
     let ct = ctx.header(header::CONTENT_TYPE);
     let kind = PatchKind::from_content_type(ct)?;
+    if kind == PatchKind::Strategic && rt.custom {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ));
+    }
+    let fv = field_validation(ctx, "PatchOptions")?;
     let ns = r.ns.as_deref();
     let name = r.name.as_deref().unwrap_or("");
     let sub = r.sub.as_deref();
@@ -646,13 +762,19 @@ fn patch_verb(
         let old = s
             .get(&rt.id(), &k)
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
-        let new = patch::patch(&old.v, kind, &ctx.body)?;
+        let mut new = patch::patch(&old.v, kind, &ctx.body)?;
+        let patched = new.clone();
+        let warnings =
+            decode(rt, &r.version, &mut new, fv).map_err(|m| patch_decode_error(&patched, &m))?;
         let req = Req {
             version: &r.version,
             manager: Some(&manager),
         };
         let o = s.update(rt, ns, name, new, sub, &req)?;
-        return Ok(bytes_response(200, o.render(false, api_version)));
+        return Ok(with_warnings(
+            bytes_response(200, o.render(false, api_version)),
+            &warnings,
+        ));
     }
     let manager = ctx
         .q
@@ -684,6 +806,45 @@ fn patch_verb(
         return Err(ApiError::bad_request(
             "invalid object type: apiVersion and kind must be set",
         ));
+    }
+    let (cav, ckind) = (
+        config
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        config.get("kind").and_then(Value::as_str).unwrap_or(""),
+    );
+    if cav != api_version || ckind != rt.kind {
+        let gv = if cav.contains('/') {
+            cav.to_string()
+        } else {
+            format!("/{cav}")
+        };
+        return Err(ApiError::bad_request(format!(
+            "invalid object type: {gv}, Kind={ckind}"
+        )));
+    }
+    if let Some(schema) = rt.schema(&r.version) {
+        let errs = schema::typed_errors(&config, schema);
+        if !errs.is_empty() {
+            let gv = if rt.group.is_empty() {
+                format!("/{}", r.version)
+            } else {
+                api_version.to_string()
+            };
+            let detail = match errs.as_slice() {
+                [one] => one.clone(),
+                _ => format!("errors:\n  {}", errs.join("\n  ")),
+            };
+            return Err(ApiError::new(
+                500,
+                "",
+                format!(
+                    "failed to create typed patch object (/{name}; {gv}, Kind={}): {detail}",
+                    rt.kind
+                ),
+            ));
+        }
     }
     if let Some(n) = store::md_str(&config, "name")
         && n != name
@@ -736,4 +897,49 @@ fn patch_verb(
             Ok(bytes_response(200, o.render(false, api_version)))
         }
     }
+}
+
+/// A TokenRequest's `boundObjectRef` must name an existing Secret, Pod or Node (the emulator has
+/// no pods or nodes) with the given uid, if any.
+fn check_bound_object(app: &App, ns: &str, body: &Value) -> Result<(), ApiError> {
+    let Some(b) = body
+        .pointer("/spec/boundObjectRef")
+        .filter(|b| b.is_object())
+    else {
+        return Ok(());
+    };
+    let t = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("");
+    let (av, kind, name, uid) = (t("apiVersion"), t("kind"), t("name"), t("uid"));
+    let (group, version) = match av.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", av),
+    };
+    let found_uid = match (group, kind) {
+        ("", "Secret") => app
+            .store()
+            .get(
+                &crate::resources::ResId::new("", "secrets"),
+                &store::key(Some(ns), name),
+            )
+            .map(|o| o.uid().to_string())
+            .ok_or_else(|| ApiError::not_found("", "secrets", name))?,
+        ("", "Pod") => return Err(ApiError::not_found("", "pods", name)),
+        ("", "Node") => return Err(ApiError::not_found("", "nodes", name)),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "cannot bind token to object of type {group}/{version}, Kind={kind}"
+            )));
+        }
+    };
+    if !uid.is_empty() && uid != found_uid {
+        return Err(ApiError::conflict(
+            "",
+            kind,
+            name,
+            &format!(
+                "the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
+            ),
+        ));
+    }
+    Ok(())
 }

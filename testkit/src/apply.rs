@@ -4,11 +4,14 @@
 //! (see [`crate::fields`]); maps merge per key, lists are atomic except
 //! `metadata.finalizers` (set), `metadata.ownerReferences` (keyed by uid) and
 //! pod-template lists (`containers`, `env`, `volumes`, ...; keyed by name).
-//! There is no schema: every JSON object is treated as a granular map.
+//! Merging uses no schema: every JSON object is treated as a granular map (a kind's schema only
+//! refuses a configuration beforehand, see `schema::typed_errors` in `api.rs`).
+
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, quote};
 use crate::fields::{
     self, Entry, FieldSet, ListKind, Path, SYSTEM_METADATA, Scope, display_path, get_at, list_kind,
     remove_at,
@@ -45,10 +48,7 @@ fn merge(base: &mut Value, cfg: &Value, path: &mut Path) {
     match (&mut *base, cfg) {
         (Value::Object(b), Value::Object(c)) => {
             for (k, cv) in c {
-                if cv.is_null() {
-                    b.remove(k);
-                    continue;
-                }
+                // like structured-merge-diff, a null is a value (validation may refuse it)
                 path.push(format!("f:{k}"));
                 match b.get_mut(k) {
                     Some(bv) => merge(bv, cv, path),
@@ -113,17 +113,21 @@ pub(crate) fn apply(
         |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == sub;
 
     // Conflicts: fields another manager owns whose value would change.
-    let mut conflicts: Vec<(String, Path)> = Vec::new();
+    let mut conflicts: Vec<(&Entry, Path)> = Vec::new();
     for e in entries.iter().filter(|e| !is_mine(e)) {
         for p in new_set.intersection(&e.fields) {
             if p.last().is_some_and(|l| l == ".") {
                 continue;
             }
             if get_at(&cfg, p) != get_at(&base, p) {
-                conflicts.push((e.manager.clone(), p.clone()));
+                conflicts.push((e, p.clone()));
             }
         }
     }
+    let conflicts: Vec<(String, Path)> = conflicts
+        .into_iter()
+        .map(|(e, p)| (print_manager(e), p))
+        .collect();
     if !conflicts.is_empty() {
         if !force {
             return Err(conflict_error(&conflicts));
@@ -181,32 +185,53 @@ pub(crate) fn apply(
     Ok(base)
 }
 
+/// A manager as the real server names it in conflicts: `"m"`, `"m" with subresource "status"`,
+/// and ` using <apiVersion>` for Update (non-apply) managers.
+fn print_manager(e: &Entry) -> String {
+    let mut s = quote(&e.manager);
+    if let Some(sub) = &e.subresource {
+        s.push_str(&format!(" with subresource {}", quote(sub)));
+    }
+    if e.operation == "Update" {
+        s.push_str(&format!(" using {}", e.api_version));
+    }
+    s
+}
+
+/// 409 as the real server words it: `Apply failed with 1 conflict: conflict with "m": .path`, or
+/// for several `Apply failed with N conflicts: conflicts with "m":\n- .a\n- .b` grouped by manager.
 fn conflict_error(conflicts: &[(String, Path)]) -> ApiError {
     let n = conflicts.len();
-    let list: Vec<String> = conflicts
-        .iter()
-        .map(|(m, p)| format!("conflict with \"{m}\": {}", display_path(p)))
-        .collect();
     let causes: Vec<Value> = conflicts
         .iter()
         .map(|(m, p)| {
             json!({
                 "reason": "FieldManagerConflict",
-                "message": format!("conflict with \"{m}\""),
+                "message": format!("conflict with {m}"),
                 "field": display_path(p),
             })
         })
         .collect();
-    ApiError::new(
-        409,
-        "Conflict",
-        format!(
-            "Apply failed with {n} conflict{}: {}",
-            if n == 1 { "" } else { "s" },
-            list.join(", ")
+    let message = match conflicts {
+        [(m, p)] => format!(
+            "Apply failed with 1 conflict: conflict with {m}: {}",
+            display_path(p)
         ),
-    )
-    .with_details(json!({ "causes": causes }))
+        _ => {
+            let mut by_manager: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for (m, p) in conflicts {
+                by_manager.entry(m).or_default().push(display_path(p));
+            }
+            let mut lines = Vec::new();
+            for (m, mut paths) in by_manager {
+                paths.sort();
+                lines.push(format!("conflicts with {m}:"));
+                lines.extend(paths.into_iter().map(|p| format!("- {p}")));
+            }
+            format!("Apply failed with {n} conflicts: {}", lines.join("\n"))
+        }
+    };
+    ApiError::new(409, "Conflict", message).with_details(json!({ "causes": causes }))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! CustomResourceDefinitions: turning a CRD object into a served resource type.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -75,6 +76,7 @@ pub(crate) fn resource_type(crd: &Value) -> Result<ResourceType, ApiError> {
         .cloned()
         .unwrap_or_default();
     let mut served: Vec<String> = Vec::new();
+    let mut schemas = Vec::new();
     let mut has_status = false;
     let mut storage = 0;
     for v in &versions {
@@ -87,6 +89,12 @@ pub(crate) fn resource_type(crd: &Value) -> Result<ResourceType, ApiError> {
         }
         if v.get("served").and_then(Value::as_bool) == Some(true) {
             served.push(vn.to_string());
+            if let Some(schema) = v
+                .pointer("/schema/openAPIV3Schema")
+                .filter(|s| s.is_object())
+            {
+                schemas.push((vn.to_string(), Arc::new(schema.clone())));
+            }
             if v.pointer("/subresources/status").is_some() {
                 has_status = true;
             }
@@ -122,6 +130,8 @@ pub(crate) fn resource_type(crd: &Value) -> Result<ResourceType, ApiError> {
         has_generation: true,
         create_only: false,
         extra_subresources: vec![],
+        custom: true,
+        schemas,
     })
 }
 

@@ -19,12 +19,57 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// `StatusDetails` as the real server renders them: empty fields are left out.
 fn details(group: &str, kind: &str, name: &str) -> Value {
-    let mut d = json!({ "name": name, "kind": kind });
+    let mut d = json!({});
+    if !kind.is_empty() {
+        d["kind"] = json!(kind);
+    }
+    if !name.is_empty() {
+        d["name"] = json!(name);
+    }
     if !group.is_empty() {
         d["group"] = json!(group);
     }
     d
+}
+
+/// One field error (a `StatusCause` of a 422 Invalid answer), as apimachinery's `field.Error`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Cause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueTypeInvalid`, ...
+    pub reason: &'static str,
+    /// The field path, e.g. `spec.size`.
+    pub field: String,
+    /// The error body, e.g. `Required value` or `Invalid value: "x": must be ...`.
+    pub message: String,
+}
+
+impl Cause {
+    pub fn new(reason: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Cause {
+            reason,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+    /// `field.Required`: `Required value`.
+    pub fn required(field: impl Into<String>) -> Self {
+        Self::new("FieldValueRequired", field, "Required value")
+    }
+    /// `field.Invalid(path, value, detail)` with `value` already rendered (`"x"`, `3`, ...).
+    pub fn invalid(field: impl Into<String>, value: &str, detail: &str) -> Self {
+        Self::new(
+            "FieldValueInvalid",
+            field,
+            format!("Invalid value: {value}: {detail}"),
+        )
+    }
+}
+
+/// A string rendered as Go's `%q` does for a field error's value.
+pub(crate) fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
 
 /// `secrets` or `leases.coordination.k8s.io`, as used in real messages.
@@ -94,15 +139,39 @@ impl ApiError {
         )
     }
     pub fn invalid(group: &str, kind: &str, name: &str, field: &str, msg: &str) -> Self {
+        let reason = if msg.starts_with("Required value") {
+            "FieldValueRequired"
+        } else {
+            "FieldValueInvalid"
+        };
+        Self::invalid_causes(group, kind, name, &[Cause::new(reason, field, msg)])
+    }
+    /// 422 Invalid as `errors.NewInvalid` builds it: one cause per field error, and the message
+    /// `Kind.group "name" is invalid: <errors>` where several errors are listed as `[a, b]`
+    /// (identical ones once).
+    pub fn invalid_causes(group: &str, kind: &str, name: &str, causes: &[Cause]) -> Self {
         let mut d = details(group, kind, name);
-        d["causes"] = json!([{ "reason": "FieldValueInvalid", "message": msg, "field": field }]);
+        d["causes"] = Value::Array(
+            causes
+                .iter()
+                .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
+                .collect(),
+        );
+        let mut msgs: Vec<String> = Vec::new();
+        for c in causes {
+            let m = format!("{}: {}", c.field, c.message);
+            if !msgs.contains(&m) {
+                msgs.push(m);
+            }
+        }
+        let all = match msgs.len() {
+            1 => msgs.remove(0),
+            _ => format!("[{}]", msgs.join(", ")),
+        };
         Self::new(
             422,
             "Invalid",
-            format!(
-                "{} \"{name}\" is invalid: {field}: {msg}",
-                qualified(group, kind)
-            ),
+            format!("{} \"{name}\" is invalid: {all}", qualified(group, kind)),
         )
         .with_details(d)
     }
@@ -162,9 +231,11 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         });
+        if !self.reason.is_empty() {
+            s["reason"] = json!(self.reason);
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }

@@ -11,22 +11,78 @@
 //! ([`Emulator::faults`], [`Emulator::counters`]) and over HTTP under
 //! `/_emulator/` (see the `server` module and the README of the crate's binary).
 //!
+//! # What is checked like the real server
+//!
+//! The rules below were checked against a real kube-apiserver (v1.36) by `tests/conformance.rs`,
+//! which runs the same code on both: status codes, reasons, messages, causes and warnings match.
+//!
+//! - Custom resources follow their CRD version's `openAPIV3Schema` (`schema.rs`): create, update
+//!   and merge/JSON patches prune undeclared fields (not under
+//!   `x-kubernetes-preserve-unknown-fields` or `additionalProperties`; `apiVersion`, `kind` and
+//!   `metadata` always kept, `metadata` and embedded resources' `metadata` pruned to ObjectMeta)
+//!   and `null`s of non-nullable fields, with a `Warning: 299 - "unknown field \"spec.x\""` per
+//!   pruned field; `fieldValidation=Strict` refuses them instead (400 `... cannot be handled as a
+//!   Kind: strict decoding error: unknown field ...`, 422 on the field `patch` for patches),
+//!   `Ignore` prunes silently, other values get 422. Server-side apply refuses undeclared fields
+//!   and wrong kinds of value with the real 500 `failed to create typed patch object (/NAME;
+//!   GROUP/VERSION, Kind=KIND): .spec.x: field not declared in schema`, and a configuration whose
+//!   apiVersion/kind is not the endpoint's with 400 `invalid object type`. The OpenAPI value
+//!   validation (type, nullable, required, enum, min/maxLength, pattern, min/maxItems,
+//!   min/maxProperties, minimum/maximum/multipleOf, list-type set/map uniqueness, embedded
+//!   resources' apiVersion/kind) runs on every write, status included. Strategic merge patch of a
+//!   custom resource gets the real 415.
+//! - Secret, ConfigMap, ServiceAccount, Namespace, Lease and Event (core and events.k8s.io) bodies
+//!   are pruned, warned about and type-checked for apply the same way against their fields.
+//! - events.k8s.io/v1 Events: the real create/update validation (note ≤ 1024 bytes, reason/action/
+//!   reportingInstance ≤ 128, reportingController a qualified name, required eventTime, type
+//!   Normal|Warning, series count ≥ 2, deprecated fields unset, a regarding namespace outside
+//!   `default`/`kube-system`, a DNS-subdomain name; on update everything but the series and
+//!   metadata immutable), with the core/v1 field names in paths (`message`, `involvedObject`).
+//! - MicroTime fields (Event `eventTime`, `series.lastObservedTime`, Lease `acquireTime`/
+//!   `renewTime`) need RFC 3339 with exactly 6 fraction digits, as Go's decoder.
+//! - Leases: positive `leaseDurationSeconds`, non-negative `leaseTransitions`. TokenRequests:
+//!   `expirationSeconds` between 600 and 2^32, `boundObjectRef` to an existing Secret (with a
+//!   matching uid), Pod or Node (neither exists here: 404), other kinds 400.
+//! - Apply conflicts are worded like the real server (`conflicts with "m" using v1:` lists,
+//!   subresource managers named), and a `null` in an applied configuration is a value.
+//!
 //! # Known differences from a real kube-apiserver
 //!
 //! - No TLS, authentication, authorization (RBAC), admission (webhooks,
 //!   quotas, limit ranges) or audit; every request is allowed.
-//! - No OpenAPI: `/openapi/v2` and `/openapi/v3` answer 404 (use kubectl with
-//!   `--validate=false`), custom resources are neither validated against nor
-//!   pruned by their schema, no defaulting, no CEL validation rules.
+//! - No OpenAPI documents: `/openapi/v2` and `/openapi/v3` answer 404 (use kubectl with
+//!   `--validate=false`).
+//! - Schemas: CEL validation rules (`x-kubernetes-validations`) are not evaluated; `default`s are
+//!   not applied; `format` (date-time, int64, ...), `allOf`/`anyOf`/`oneOf`/`not` and the CRD's
+//!   own `metadata` schema are ignored; `pattern` knows a common subset of RE2 (others are not
+//!   checked). Stored objects are not pruned again when a CRD's schema changes (the real server
+//!   also prunes on read). With several errors, the real order follows Go map order (and apply's
+//!   typed check stops at the first undeclared field of each object): the emulator lists all of
+//!   them in key order, so only single errors read the same.
+//! - Built-in kinds other than those above (Deployments, StatefulSets, DaemonSets, CRDs,
+//!   TokenReviews) are stored as sent, and no built-in body is type-checked on create/update (the
+//!   real server answers 400 `cannot unmarshal ...`). Other per-kind validation is not emulated:
+//!   core/v1 Events, ObjectMeta (label/annotation syntax, name rules beyond `/` and `%`, except
+//!   for events.k8s.io Events), Lease `strategy`/`preferredHolder`, RFC 3339 `Time` fields.
+//! - managedFields: Update entries never have the `.` entries the real server writes for maps
+//!   and list items it creates, structs the real server treats as atomic (ObjectReference,
+//!   `imagePullSecrets`) are granular here, and an applied Secret `stringData` is not kept as owned.
+//! - Responses: events.k8s.io Events lack the `deprecatedFirstTimestamp: null`,
+//!   `deprecatedLastTimestamp: null`, `deprecatedSource: {}` (and `regarding: {}`) the real server
+//!   adds; TokenRequest answers have no managedFields or `boundObjectRef: null`.
 //! - Discovery is served in the legacy format only (no aggregated
 //!   `apidiscovery.k8s.io/v2`); clients fall back to it.
 //!   `as=Table` requests get plain JSON lists/objects. Responses are always
 //!   JSON; protobuf request bodies are understood only for Namespace, Secret,
 //!   ConfigMap, ServiceAccount, TokenRequest and DeleteOptions (what kubectl's
 //!   typed `create` commands send), others get 415.
-//! - Only the resources listed in `resources.rs` plus CRDs exist; no pods,
-//!   services, nodes, ... and no controllers: deployments never get pods or
-//!   status, namespaces are finalized by the emulator itself right away.
+//! - Only the resources listed in `resources.rs` plus CRDs exist; no pods, services, nodes, ...
+//!   and no controllers: deployments never get pods or status, namespaces are finalized by the
+//!   emulator itself right away, garbage collection runs inside the delete request, namespaces
+//!   get no `default` ServiceAccount nor `kube-root-ca.crt` ConfigMap, and kube-controller-manager's
+//!   token controller is missing (the real one deletes a `kubernetes.io/service-account-token`
+//!   Secret whose ServiceAccount does not exist and fills in the token of one whose account
+//!   exists; the emulator does neither).
 //! - CRD versions are not converted: objects are stored as written and only
 //!   `apiVersion` is rewritten when read through another served version
 //!   (the `None` conversion strategy).
@@ -39,13 +95,12 @@
 //!   matching a watch's label selector the DELETED event carries the new
 //!   object state (the real server sends the previous state with the new rv).
 //!   Without `timeoutSeconds` a watch lasts an hour.
-//! - Server-side apply is a simplified structured-merge-diff without schemas:
+//! - Server-side apply merges without schemas (the schema only refuses bad configurations):
 //!   every JSON object is a granular map, lists are atomic except
 //!   `metadata.finalizers` (set), `metadata.ownerReferences` (keyed by uid)
 //!   and `containers`/`initContainers`/`ephemeralContainers`/`env`/`volumes`/
-//!   `volumeMounts`/`imagePullSecrets` (keyed by `name`). Ownership is recorded
-//!   per leaf field in real FieldsV1 format. Conflicts are reported as
-//!   `Apply failed with N conflict(s): conflict with "mgr": .path`.
+//!   `volumeMounts`/`imagePullSecrets` (keyed by `name`); a CRD's `x-kubernetes-list-type`
+//!   does not change merging. Ownership is recorded per leaf field in real FieldsV1 format.
 //!   Fields emptied by removal leave no empty parent maps behind.
 //! - Strategic merge patch is a JSON merge patch plus merge-by-key for the
 //!   lists above (and `ports` by `containerPort`), union for finalizers,
@@ -63,13 +118,12 @@
 //!   finalizers) and the namespace disappears once empty; `default`,
 //!   `kube-system`, `kube-public` and `kube-node-lease` exist at start.
 //! - Secrets: `stringData` is folded into `data`, `type` defaults to `Opaque`
-//!   and is immutable, `data` values must be base64. No other per-kind
-//!   validation (names are only checked for `/` and `%`).
+//!   and is immutable, `data` values must be base64.
 //! - `metadata.generation` is kept for apps/v1 workloads, CRDs and custom
 //!   resources only. Writes that change nothing do not bump resourceVersion.
 //! - TokenRequest tokens are JWT-shaped with a random signature and are only
-//!   meaningful to this emulator's TokenReview; bound object refs are echoed
-//!   but not enforced.
+//!   meaningful to this emulator's TokenReview; bound object refs are checked at issue time
+//!   only (deleting the object does not invalidate the token).
 //! - Outage mode `refuse` closes the listening socket (connection refused),
 //!   `unavailable` answers 503, `drop` closes connections without a response.
 
@@ -82,10 +136,13 @@ pub mod envtest;
 mod error;
 mod faults;
 mod fields;
+mod kinds;
 mod kubeconfig;
 mod patch;
+mod pattern;
 mod protobuf;
 mod resources;
+mod schema;
 mod selectors;
 mod server;
 mod store;

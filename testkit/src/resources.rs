@@ -1,6 +1,9 @@
 //! The resource types the emulator serves: built-ins plus those registered by CRDs.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
+
+use serde_json::Value;
 
 /// Identity of a stored resource: API group and plural name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,6 +42,11 @@ pub(crate) struct ResourceType {
     pub create_only: bool,
     /// Extra subresources listed in discovery (besides status), e.g. `token`.
     pub extra_subresources: Vec<(&'static str, &'static str, Vec<&'static str>)>,
+    /// Served by a CustomResourceDefinition.
+    pub custom: bool,
+    /// Structural schema per served version: a CRD version's `openAPIV3Schema`, or for some
+    /// built-in kinds their fields (see `kinds.rs`). Kinds without one are stored as sent.
+    pub schemas: Vec<(String, Arc<Value>)>,
 }
 
 impl ResourceType {
@@ -47,6 +55,13 @@ impl ResourceType {
     }
     pub fn serves(&self, version: &str) -> bool {
         self.versions.iter().any(|v| v == version)
+    }
+    /// The structural schema of `version`, if the kind has one.
+    pub fn schema(&self, version: &str) -> Option<&Value> {
+        self.schemas
+            .iter()
+            .find(|(v, _)| v == version)
+            .map(|(_, s)| s.as_ref())
     }
     pub fn api_version(&self, version: &str) -> String {
         if self.group.is_empty() {
@@ -98,6 +113,10 @@ fn builtin(
         has_generation,
         create_only: false,
         extra_subresources: vec![],
+        custom: false,
+        schemas: crate::kinds::builtin_schema(group, plural)
+            .map(|s| vec![(version.to_string(), Arc::new(s))])
+            .unwrap_or_default(),
     }
 }
 

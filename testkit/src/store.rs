@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use crate::crds;
 use crate::error::ApiError;
 use crate::fields::{self, Scope};
+use crate::kinds;
 use crate::resources::{self, ResId, ResourceType};
+use crate::schema;
 
 /// One stored object version, with lazily cached serializations.
 pub(crate) struct Obj {
@@ -579,6 +581,27 @@ impl Store {
                 }
                 labels["kubernetes.io/metadata.name"] = json!(name);
             }
+            ("events.k8s.io", "events") => {
+                let errs = kinds::validate_event(obj, old);
+                if !errs.is_empty() {
+                    return Err(ApiError::invalid_causes("", "Event", &name, &errs));
+                }
+            }
+            ("coordination.k8s.io", "leases") => {
+                let errs = kinds::validate_lease(obj);
+                if !errs.is_empty() {
+                    return Err(ApiError::invalid_causes(&rt.group, &rt.kind, &name, &errs));
+                }
+            }
+            _ if rt.custom => {
+                let version = obj
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .and_then(|av| av.rsplit('/').next())
+                    .unwrap_or("")
+                    .to_string();
+                validate_custom(rt, &version, obj)?;
+            }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 let crt = crds::resource_type(obj)?;
                 if let Some(old) = old {
@@ -700,6 +723,8 @@ impl Store {
         md_mut(&mut new).insert("resourceVersion".into(), json!(old.rv()));
         if scope != Scope::Status {
             self.normalize(rt, &mut new, Some(&old.v))?;
+        } else if rt.custom {
+            validate_custom(rt, req.version, &new)?;
         }
         if req.manager.is_none() {
             fields::prune_entries(&mut new);
@@ -927,6 +952,19 @@ impl Store {
         self.tables.remove(rid);
         self.types.remove(rid);
     }
+}
+
+/// The OpenAPI validation of a custom resource against its version's schema.
+fn validate_custom(rt: &ResourceType, version: &str, obj: &Value) -> Result<(), ApiError> {
+    let Some(schema) = rt.schema(version) else {
+        return Ok(());
+    };
+    let errs = schema::validate(obj, schema);
+    if errs.is_empty() {
+        return Ok(());
+    }
+    let name = md_str(obj, "name").unwrap_or("");
+    Err(ApiError::invalid_causes(&rt.group, &rt.kind, name, &errs))
 }
 
 fn check_kind(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
