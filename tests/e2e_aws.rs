@@ -270,3 +270,182 @@ async fn n_secretrefs_on_k_keys_cost_batched_calls_per_cycle() {
     drop(op);
     env.cleanup().await;
 }
+
+/// The payload of a JWT (not verified), as JSON.
+fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// DESIGN §2.11: the controller's own AWS identity (the SDK default chain: environment, IRSA, Pod
+/// Identity, instance profile) serves only ClusterSecretStores and stores in the controller's
+/// namespace. A tenant's store without credentials — with or without a role to assume on top of
+/// them — is refused before any call, with an audit `deny` record; the tenant's own way is
+/// `auth.jwt.serviceAccountRef`: a token of a ServiceAccount of its namespace, exchanged with STS
+/// `AssumeRoleWithWebIdentity` for `role`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_aws_stores_never_run_on_the_controller_identity() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let admin = moto.client(REGION);
+    aws::create_string(&admin, "/tenant/db", "tenant-value", &[]).await;
+    let env = Env::start("awsambient").await;
+    let ctl = Env::start_in(&env, "ctl").await;
+    let audit = env.dir.path().join("audit.jsonl");
+    let _op = env
+        .operator_env(
+            &[
+                "--pod-namespace",
+                &ctl.ns,
+                "--audit-file",
+                audit.to_str().unwrap(),
+            ],
+            &[
+                ("AWS_ACCESS_KEY_ID", "AKIACONTROLLER000000"),
+                ("AWS_SECRET_ACCESS_KEY", "controller-secret"),
+                ("AWS_ENDPOINT_URL_STS", &proxy.url),
+            ],
+        )
+        .await;
+    let store = |name: &str, aws: serde_json::Value| {
+        json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretStore", "metadata": {"name": name},
+               "spec": {"provider": {"aws": aws}}})
+    };
+    let role = "arn:aws:iam::123456789012:role/tenant-reader";
+    env.apply::<SecretStore>(
+        "ambient",
+        store("ambient", json!({"region": REGION, "endpoint": proxy.url})),
+    )
+    .await;
+    env.apply::<SecretStore>(
+        "ambient-role",
+        store(
+            "ambient-role",
+            json!({"region": REGION, "endpoint": proxy.url, "role": role}),
+        ),
+    )
+    .await;
+    let data = json!([{"secretKey": "v", "remoteRef": {"key": "/tenant/db"}}]);
+    for name in ["ambient", "ambient-role"] {
+        env.secretref(name, json!({"storeRef": {"name": name}, "data": data}))
+            .await;
+        let (_, _, msg) = env.wait_ready(name, "False", "InvalidStoreConfig").await;
+        assert!(msg.contains("controller's own AWS identity"), "{msg}");
+        let who = format!("{}/{name}", env.ns);
+        eventually(Duration::from_secs(10), "audit deny record", || async {
+            common::audit_records(&audit)
+                .iter()
+                .any(|r| r["action"] == "deny" && r["secretRef"].as_str() == Some(who.as_str()))
+                .then_some(())
+        })
+        .await;
+    }
+    assert!(env.secret("ambient").await.is_none());
+    assert_eq!(proxy.total(), 0, "a refused store reached AWS");
+
+    // The tenant's own identity: a ServiceAccount of its namespace, through STS.
+    env.api::<k8s_openapi::api::core::v1::ServiceAccount>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "app-reader"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    env.apply::<SecretStore>(
+        "irsa",
+        store(
+            "irsa",
+            json!({"region": REGION, "endpoint": proxy.url, "role": role,
+                   "auth": {"jwt": {"serviceAccountRef": {"name": "app-reader"}}}}),
+        ),
+    )
+    .await;
+    env.secretref("irsa", json!({"storeRef": {"name": "irsa"}, "data": data}))
+        .await;
+    env.wait_ready("irsa", "True", "Synced").await;
+    assert_eq!(
+        decoded(&env.secret("irsa").await.unwrap())["v"],
+        "tenant-value"
+    );
+    let tokens = proxy.web_identity_tokens();
+    assert!(!tokens.is_empty(), "no AssumeRoleWithWebIdentity call");
+    let claims = jwt_claims(&tokens[0]);
+    assert_eq!(
+        claims["sub"].as_str(),
+        Some(format!("system:serviceaccount:{}:app-reader", env.ns).as_str()),
+        "{claims}"
+    );
+    let aud = &claims["aud"];
+    assert!(
+        aud.as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "sts.amazonaws.com"))
+            || aud == "sts.amazonaws.com",
+        "audience: {aud}"
+    );
+    let keys = proxy.access_keys();
+    assert!(
+        keys.iter().all(|k| k != "AKIACONTROLLER000000"),
+        "a request was signed with the controller's keys: {keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.starts_with("ASIA")),
+        "Secrets Manager was not called with the role's session keys: {keys:?}"
+    );
+    ctl.cleanup().await;
+    env.cleanup().await;
+}
+
+/// DESIGN §2.3: AWS's not-found is authoritative only from the store's primary region. With the
+/// primary down, the read fails over to a replica region that lacks the key: that answer is
+/// transient (no `RemoteKeyNotFound`, no not-found streak, the Secret untouched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_region_not_found_is_not_authoritative() {
+    let moto = Moto::start().await;
+    let proxy = Proxy::start(&moto.url).await;
+    let admin = moto.client(REGION);
+    aws::create_string(&admin, "/fo/primary-only", "primary-value", &[]).await;
+    let env = Env::start("awsfailover").await;
+    let _op = env.operator(&[]).await;
+    aws_store(&env, "aws", &proxy.url, json!({"refreshInterval": "3s"})).await;
+    // (aws_store puts extra keys next to `provider`; the failover regions go inside it.)
+    let mut store = env.api::<SecretStore>().get("aws").await.unwrap();
+    store.spec.provider.aws.as_mut().unwrap().failover_regions = vec!["eu-west-1".into()];
+    env.apply::<SecretStore>(
+        "aws",
+        json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretStore", "metadata": {"name": "aws"}, "spec": store.spec}),
+    )
+    .await;
+    env.secretref(
+        "fo",
+        json!({"storeRef": {"name": "aws"}, "refreshInterval": "3s", "target": {"deletionPolicy": "Delete"},
+               "data": [{"secretKey": "v", "remoteRef": {"key": "/fo/primary-only"}}]}),
+    )
+    .await;
+    env.wait_ready("fo", "True", "Synced").await;
+    let before = env.secret("fo").await.unwrap();
+    proxy.fail(Rule::always(Fault::Status(503)).region(REGION));
+    env.wait_ready("fo", "False", "ProviderUnavailable").await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let st = env.sref("fo").await.unwrap().status.unwrap();
+        assert!(
+            st.not_found.is_none(),
+            "a replica's not-found started a streak: {st:?}"
+        );
+        assert_ne!(env.ready("fo").await.unwrap().1, "RemoteKeyNotFound");
+    }
+    assert!(
+        proxy.count_in("GetSecretValue", "eu-west-1")
+            + proxy.count_in("BatchGetSecretValue", "eu-west-1")
+            > 0,
+        "the read never failed over"
+    );
+    assert_eq!(env.secret("fo").await.unwrap().data, before.data);
+    proxy.clear();
+    env.wait_ready("fo", "True", "Synced").await;
+    env.cleanup().await;
+}

@@ -196,6 +196,7 @@ impl ProviderSpec {
 /// AWS Secrets Manager.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.auth) || !has(self.auth.jwt) || has(self.role)").message("auth.jwt exchanges the service account's token for a role: set role"))]
 pub struct AwsProvider {
     /// Primary region, e.g. `eu-central-1`.
     pub region: String,
@@ -205,23 +206,45 @@ pub struct AwsProvider {
     /// Endpoint override (a VPC endpoint, or an emulator in tests). Must be HTTPS unless loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// IAM role ARN to assume (AssumeRole) with the base credentials.
+    /// IAM role ARN: assumed with `sts:AssumeRole` on top of the base credentials, or — with
+    /// `auth.jwt` — the role the service account's token is exchanged for
+    /// (`sts:AssumeRoleWithWebIdentity`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// External id passed to AssumeRole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
-    /// Static credentials. Omitted: the SDK default chain (IRSA, EKS Pod Identity, instance profile, env).
+    /// How to authenticate: `secretRef` (static keys) or `jwt` (a service account's token exchanged
+    /// for `role`). Omitted: the controller's own identity (the SDK default chain: IRSA, EKS Pod
+    /// Identity, instance profile, environment), which only a ClusterSecretStore or a SecretStore
+    /// in the controller's namespace may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AwsAuth>,
 }
 
-/// AWS static credentials.
+/// AWS credentials of a store: exactly one of `secretRef` or `jwt`.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.secretRef) != has(self.jwt)").message("exactly one of secretRef or jwt must be set"))]
 pub struct AwsAuth {
     /// Access keys read from a Secret in the store's namespace (the controller's for a ClusterSecretStore).
-    pub secret_ref: AwsSecretRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<AwsSecretRef>,
+    /// Web identity, the per-store form of IRSA: a token of a service account in the store's
+    /// namespace (TokenRequest, audience `sts.amazonaws.com` unless `audiences` says otherwise),
+    /// exchanged with `sts:AssumeRoleWithWebIdentity` for `role` (required). The role's trust policy
+    /// names the cluster's OIDC issuer and the service account
+    /// (`system:serviceaccount:<namespace>:<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<AwsJwtAuth>,
+}
+
+/// AWS web identity from a Kubernetes service account.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsJwtAuth {
+    /// The service account, in the store's namespace (the controller's for a ClusterSecretStore).
+    pub service_account_ref: ServiceAccountRef,
 }
 
 /// Where the AWS access keys are.

@@ -210,6 +210,23 @@ pub fn validate_provider(
             message: e.to_string(),
         });
     }
+    if let Some(aws) = &provider.aws
+        && let Some(auth) = &aws.auth
+    {
+        if auth.secret_ref.is_some() == auth.jwt.is_some() {
+            errs.push(FieldError {
+                field: "spec.provider.aws.auth".into(),
+                message: "exactly one of secretRef or jwt must be set".into(),
+            });
+        }
+        if auth.jwt.is_some() && aws.role.is_none() {
+            errs.push(FieldError {
+                field: "spec.provider.aws.role".into(),
+                message: "auth.jwt exchanges the service account's token for a role: set role"
+                    .into(),
+            });
+        }
+    }
     if let Some(f) = &provider.file
         && f.config_map_ref.is_some() == f.path.is_some()
     {

@@ -381,7 +381,8 @@ impl StoreResolver {
             self.vault_provider(store_name, cred_ns, ambient_ok, v)
                 .await
         } else if let Some(aws) = &spec.aws {
-            self.aws_provider(store_name, cred_ns, aws).await
+            self.aws_provider(store_name, cred_ns, ambient_ok, aws)
+                .await
         } else if let Some(az) = &spec.azure_key_vault {
             self.azure_provider(store_name, cred_ns, ambient_ok, az)
                 .await
@@ -834,9 +835,12 @@ impl StoreResolver {
         &self,
         store: &str,
         ns: &str,
+        ambient_ok: bool,
         aws: &crate::api::AwsProvider,
     ) -> Result<(Arc<dyn Provider>, String), StoreError> {
-        use crate::providers::aws::{AwsSecretsManager, AwsSettings, StaticCredentials};
+        use crate::providers::aws::{
+            AwsSecretsManager, AwsSettings, STS_AUDIENCE, StaticCredentials,
+        };
         let mut settings = AwsSettings::new(store, &aws.region);
         settings.failover_regions = aws.failover_regions.clone();
         settings.endpoint = aws.endpoint.clone();
@@ -844,8 +848,34 @@ impl StoreResolver {
         settings.external_id = aws.external_id.clone();
         settings.allow_insecure_endpoints = self.allow_insecure_endpoints;
         let mut fp = Vec::new();
-        if let Some(auth) = &aws.auth {
-            let r = &auth.secret_ref;
+        let auth = aws.auth.as_ref();
+        if auth.is_none() && !ambient_ok {
+            return Err(StoreError::InvalidConfig {
+                store: store.to_string(),
+                message: format!(
+                    "aws without auth uses the controller's own AWS identity (the SDK default chain{}), which only a ClusterSecretStore (or a SecretStore in the controller's namespace) may use; set auth.jwt.serviceAccountRef (a service account of this namespace exchanged for a role) or auth.secretRef",
+                    if aws.role.is_some() {
+                        ", as the base credentials of role"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        if let Some(jwt) = auth.and_then(|a| a.jwt.as_ref()) {
+            settings.web_identity = Some(service_account_token_source(
+                "aws",
+                "auth.jwt.serviceAccountRef",
+                store,
+                self.client.clone(),
+                ns,
+                Some(&jwt.service_account_ref),
+                &[STS_AUDIENCE],
+                std::path::PathBuf::new(),
+            ));
+            fp.push(format!("jwt:{}", jwt.service_account_ref.name));
+        }
+        if let Some(r) = auth.and_then(|a| a.secret_ref.as_ref()) {
             let (access_key_id, f1) = self.read_secret_key(store, ns, &r.access_key_id).await?;
             let (secret_access_key, f2) = self
                 .read_secret_key(store, ns, &r.secret_access_key)

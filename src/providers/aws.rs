@@ -10,10 +10,14 @@
 //! reconcile far past its deadline.
 //!
 //! **Credentials.** `auth.secretRef` → static keys (optionally a session token) from a Secret;
-//! no `auth` → the SDK default chain (environment, web identity / IRSA, EKS Pod Identity, ECS,
-//! instance profile). `role` → `sts:AssumeRole` with those base credentials (and `externalId`),
-//! session name `secretsync`. An `endpoint` applies to Secrets Manager only (VPC endpoint or an
-//! emulator); STS uses its regional endpoint (or `AWS_ENDPOINT_URL_STS`).
+//! `auth.jwt` → web identity: a service-account token from the controller's [`JwtSource`]
+//! (audience [`STS_AUDIENCE`]) exchanged with `sts:AssumeRoleWithWebIdentity` for `role` (an
+//! unsigned call: no other credentials are involved), renewed by the SDK's identity cache before
+//! the session expires; no `auth` → the SDK default chain (environment, web identity / IRSA, EKS
+//! Pod Identity, ECS, instance profile), which the controller allows only for stores that may use
+//! its own identity. `role` without `jwt` → `sts:AssumeRole` with the base credentials (and
+//! `externalId`), session name `secretsync`. An `endpoint` applies to Secrets Manager only (VPC
+//! endpoint or an emulator); STS uses its regional endpoint (or `AWS_ENDPOINT_URL_STS`).
 //!
 //! **Reads.** Latest values (no `version`, or `AWSCURRENT`) of up to 20 keys go out as one
 //! `BatchGetSecretValue` (`SecretIdList`); its per-id `Errors[]` are mapped one by one, so one missing
@@ -30,12 +34,17 @@
 //! AWS has no expiry date, so `expires` stays empty.
 //!
 //! **Failover.** Each call goes to the primary region first; on a transient failure (timeout,
-//! connection error, 5xx) the same call is sent to each failover region in order. Not-found, access
-//! denied and throttling never fail over (they are answers, not outages). After a failover region has
-//! served, it is tried first for [`STICKY_FAILOVER`] before the primary is probed again, so an
-//! outage does not cost a failed primary call per read. ARNs are rewritten to the replica's region.
+//! connection error, 5xx) the same call is sent to each failover region in order. Access denied and
+//! throttling from the primary never fail over (they are answers, not outages). After a failover
+//! region has served, it is tried first for [`STICKY_FAILOVER`] from the moment the primary failed;
+//! then the primary is probed again — reads the failover region keeps serving do not extend that
+//! time, so an outage costs one failed primary call per [`STICKY_FAILOVER`], and the store returns
+//! to its primary soon after it recovers. ARNs are rewritten to the replica's region.
 //!
-//! **Errors.** `ResourceNotFoundException` → not-found (authoritative); `AccessDeniedException`,
+//! **Errors.** `ResourceNotFoundException` from the primary region → not-found (authoritative: it
+//! may count toward `deletionPolicy: Delete`). From a failover region it is transient: a replica
+//! that lacks the secret (not replicated yet, or never) says nothing about the primary, and the
+//! next failover region is tried. `AccessDeniedException`,
 //! `UnrecognizedClientException`, `ExpiredTokenException`, `InvalidSignatureException`,
 //! `DecryptionFailure` and other credential/KMS failures → access denied; `ThrottlingException`,
 //! `TooManyRequestsException` or HTTP 429 → throttled (with `Retry-After` when present);
@@ -65,8 +74,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use chrono::{DateTime, Utc};
 
 use super::{
-    FetchedSecret, FindQuery, Provider, ProviderError, ProviderKind, RemoteRef, SecretMetadata,
-    check_endpoint, name_matches,
+    FetchedSecret, FindQuery, JwtSource, Provider, ProviderError, ProviderKind, RemoteRef,
+    SecretMetadata, check_endpoint, name_matches,
 };
 use crate::value::SecretBytes;
 
@@ -130,6 +139,10 @@ pub struct AwsSettings {
     /// STS endpoint override for AssumeRole (tests; in production the regional STS endpoint or
     /// `AWS_ENDPOINT_URL_STS`).
     pub sts_endpoint: Option<String>,
+    /// Web identity (`auth.jwt`): the token source exchanged for `role`.
+    pub web_identity: Option<JwtSource>,
+    /// How long a failover region that served stays first in line ([`STICKY_FAILOVER`]).
+    pub sticky_failover: Duration,
 }
 
 impl AwsSettings {
@@ -146,7 +159,90 @@ impl AwsSettings {
             allow_insecure_endpoints: false,
             timeouts: AwsTimeouts::default(),
             sts_endpoint: None,
+            web_identity: None,
+            sticky_failover: STICKY_FAILOVER,
         }
+    }
+}
+
+/// The audience of a service-account token exchanged with `sts:AssumeRoleWithWebIdentity` (the
+/// one EKS's IRSA uses).
+pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+
+/// Credentials from a service-account token and `sts:AssumeRoleWithWebIdentity`: the per-store
+/// form of IRSA. The SDK's identity cache calls it again before the session expires.
+#[derive(Clone)]
+struct WebIdentity {
+    store: String,
+    role: String,
+    jwt: JwtSource,
+    sts: aws_sdk_sts::Client,
+}
+
+impl std::fmt::Debug for WebIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebIdentity")
+            .field("store", &self.store)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebIdentity {
+    async fn credentials(&self) -> aws_credential_types::provider::Result {
+        let token = (self.jwt)().await.map_err(|e| {
+            CredentialsError::provider_error(format!(
+                "aws store {:?}: the service account token: {e}",
+                self.store
+            ))
+        })?;
+        let token = token.expose_str().map(str::to_string).ok_or_else(|| {
+            CredentialsError::provider_error("the service account token is not UTF-8")
+        })?;
+        let out = self
+            .sts
+            .assume_role_with_web_identity()
+            .role_arn(&self.role)
+            .role_session_name("secretsync")
+            .web_identity_token(token)
+            .send()
+            .await
+            .map_err(|e| {
+                let meta = ProvideErrorMetadata::code(&e)
+                    .unwrap_or("unknown")
+                    .to_string();
+                let msg = ProvideErrorMetadata::message(&e)
+                    .map(|m| format!(": {}", m.chars().take(200).collect::<String>()))
+                    .unwrap_or_default();
+                CredentialsError::provider_error(format!(
+                    "aws store {:?}: sts:AssumeRoleWithWebIdentity for {}: {meta}{msg}",
+                    self.store, self.role
+                ))
+            })?;
+        let c = out.credentials.ok_or_else(|| {
+            CredentialsError::provider_error(
+                "sts:AssumeRoleWithWebIdentity returned no credentials",
+            )
+        })?;
+        let expiry = std::time::SystemTime::try_from(c.expiration).ok();
+        Ok(Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            expiry,
+            "secretsync-web-identity",
+        ))
+    }
+}
+
+impl aws_credential_types::provider::ProvideCredentials for WebIdentity {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(self.credentials())
     }
 }
 
@@ -215,6 +311,7 @@ pub struct AwsSecretsManager {
     regions: Vec<Regional>,
     preferred: Mutex<Option<(usize, Instant)>>,
     batch_denied: AtomicBool,
+    sticky_failover: Duration,
 }
 
 impl AwsSecretsManager {
@@ -260,7 +357,38 @@ impl AwsSecretsManager {
                     .operation_attempt_timeout(s.timeouts.operation)
                     .build(),
             );
-        if let Some(c) = &s.credentials {
+        if let Some(jwt) = &s.web_identity {
+            let role = s.role.clone().ok_or_else(|| {
+                invalid(
+                    "aws.auth.jwt exchanges the service account's token for a role: set aws.role"
+                        .into(),
+                )
+            })?;
+            // AssumeRoleWithWebIdentity is unsigned: an STS client without credentials, so the
+            // controller's own identity is never involved.
+            let mut sts_loader = aws_config::defaults(BehaviorVersion::latest())
+                .region(Region::new(s.region.clone()))
+                .http_client(https_client())
+                .no_credentials()
+                .retry_config(RetryConfig::standard().with_max_attempts(1))
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(s.timeouts.connect)
+                        .operation_timeout(s.timeouts.operation)
+                        .build(),
+                );
+            if let Some(ep) = &s.sts_endpoint {
+                sts_loader = sts_loader.endpoint_url(ep);
+            }
+            let sts_conf = sts_loader.load().await;
+            let provider = WebIdentity {
+                store: s.store.clone(),
+                role,
+                jwt: jwt.clone(),
+                sts: aws_sdk_sts::Client::new(&sts_conf),
+            };
+            loader = loader.credentials_provider(provider);
+        } else if let Some(c) = &s.credentials {
             let text = |v: &SecretBytes, what: &str| -> Result<String, ProviderError> {
                 let t = v
                     .expose_str()
@@ -282,7 +410,7 @@ impl AwsSecretsManager {
             loader = loader.credentials_provider(creds);
         }
         let mut conf = loader.load().await;
-        if let Some(role) = &s.role {
+        if let Some(role) = s.role.as_ref().filter(|_| s.web_identity.is_none()) {
             let mut sts_conf = conf.clone();
             if let Some(ep) = &s.sts_endpoint {
                 sts_conf = sts_conf.into_builder().endpoint_url(ep).build();
@@ -319,6 +447,7 @@ impl AwsSecretsManager {
             regions,
             preferred: Mutex::new(None),
             batch_denied: AtomicBool::new(false),
+            sticky_failover: s.sticky_failover,
         })
     }
 
@@ -330,7 +459,7 @@ impl AwsSecretsManager {
     /// Region indexes in the order to try them.
     fn order(&self) -> Vec<usize> {
         let start = match *lock(&self.preferred) {
-            Some((i, t)) if t.elapsed() < STICKY_FAILOVER && i < self.regions.len() => i,
+            Some((i, t)) if t.elapsed() < self.sticky_failover && i < self.regions.len() => i,
             _ => 0,
         };
         std::iter::once(start)
@@ -345,19 +474,32 @@ impl AwsSecretsManager {
         Fut: std::future::Future<Output = Result<T, Failure>>,
     {
         let mut last: Option<Failure> = None;
+        let mut primary_failed = false;
         for i in self.order() {
             let reg = &self.regions[i];
             match op(reg).await {
                 Ok(v) => {
                     let mut p = lock(&self.preferred);
-                    *p = if i == 0 {
-                        None
-                    } else {
-                        Some((i, Instant::now()))
+                    *p = match *p {
+                        _ if i == 0 => None,
+                        // Still on the same failover region and the primary was not tried: keep
+                        // the time it took over, so the primary is probed again after the sticky
+                        // time however many reads the failover region serves meanwhile.
+                        Some((pi, since)) if pi == i && !primary_failed => Some((i, since)),
+                        _ => Some((i, Instant::now())),
                     };
                     return Ok((v, reg.region.as_str()));
                 }
+                Err(f) if i != 0 && matches!(f.err, ProviderError::NotFound { .. }) => {
+                    // A replica's not-found is not the primary's: try the next region, and at
+                    // worst fail transiently.
+                    last = Some(Failure {
+                        err: not_found_in_replica(&f.err, &reg.region),
+                        code: f.code,
+                    });
+                }
                 Err(f) if matches!(f.err, ProviderError::Transient { .. }) => {
+                    primary_failed |= i == 0;
                     if self.regions.len() > 1 {
                         tracing::info!(
                             store = %self.store,
@@ -485,14 +627,19 @@ impl AwsSecretsManager {
                     );
                 }
                 if let Some(e) = errors.iter().find(|e| e.secret_id() == Some(s.as_str())) {
-                    return Err(classify_code(
+                    let err = classify_code(
                         e.error_code(),
                         e.message(),
                         None,
                         None,
                         Some(id),
                         region,
-                    ));
+                    );
+                    return Err(if region == primary {
+                        err
+                    } else {
+                        not_found_in_replica(&err, region)
+                    });
                 }
                 Err(ProviderError::Transient {
                     message: format!(
@@ -693,6 +840,19 @@ fn filter_value_ok(v: &str) -> bool {
 }
 
 /// A secret ARN rewritten to a replica region (names are the same in every region).
+/// A not-found answered by a failover region, as the transient failure it is (any other error
+/// unchanged).
+fn not_found_in_replica(err: &ProviderError, region: &str) -> ProviderError {
+    match err {
+        ProviderError::NotFound { key } => ProviderError::Transient {
+            message: format!(
+                "remote key {key:?} not found in failover region {region} (only the primary region's not-found is authoritative)"
+            ),
+        },
+        other => other.clone(),
+    }
+}
+
 fn id_for_region(id: &str, region: &str, primary: &str) -> String {
     if region == primary {
         return id.to_string();

@@ -246,6 +246,8 @@ struct ProxyState {
     calls: HashMap<(String, String), usize>,
     batch_sizes: Vec<usize>,
     access_keys: Vec<String>,
+    /// `WebIdentityToken` of every STS `AssumeRoleWithWebIdentity`.
+    web_identity_tokens: Vec<String>,
     faults_injected: usize,
 }
 
@@ -335,6 +337,11 @@ impl Proxy {
     /// Access key ids that signed requests, in order.
     pub fn access_keys(&self) -> Vec<String> {
         self.state.lock().unwrap().access_keys.clone()
+    }
+
+    /// The `WebIdentityToken` of every STS `AssumeRoleWithWebIdentity` seen, in order.
+    pub fn web_identity_tokens(&self) -> Vec<String> {
+        self.state.lock().unwrap().web_identity_tokens.clone()
     }
 
     /// Faults injected so far.
@@ -474,6 +481,18 @@ async fn serve(
         let mut s = st.lock().unwrap();
         *s.calls.entry((op.clone(), region.clone())).or_default() += 1;
         s.access_keys.push(akid);
+        if op == "AssumeRoleWithWebIdentity" {
+            let body = String::from_utf8_lossy(&req.body).to_string();
+            if let Some(t) = body
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("WebIdentityToken="))
+            {
+                let t = percent_encoding::percent_decode_str(t)
+                    .decode_utf8_lossy()
+                    .to_string();
+                s.web_identity_tokens.push(t);
+            }
+        }
         if op == "BatchGetSecretValue" {
             let n = serde_json::from_slice::<serde_json::Value>(&req.body)
                 .ok()
