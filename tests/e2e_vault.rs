@@ -196,3 +196,58 @@ async fn vault_kubernetes_auth_role_rename_denies_then_recovers() {
     env.wait_ready("db", "True", "Synced").await;
     env.cleanup().await;
 }
+
+/// DESIGN §2.3: only Vault's own not-found shape counts toward `deletionPolicy: Delete`. With the KV
+/// mount disabled, Vault answers 404 `no handler for route`: that says nothing about the secret, so
+/// it is a transient failure — no `RemoteKeyNotFound`, no not-found streak, the Secret untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_mount_is_not_a_missing_secret() {
+    let env = Env::start("vaultmount").await;
+    let bao = Bao::start().await;
+    bao.put("app/db", json!({"username": "app", "password": "mount-pw"}))
+        .await;
+    env.api::<Secret>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "vault-token"}, "stringData": {"token": "root"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let _op = env.operator(&[]).await;
+    vault_store(
+        &env,
+        &bao.addr,
+        json!({"token": {"secretRef": {"name": "vault-token", "key": "token"}}}),
+    )
+    .await;
+    let mut spec = sref_spec();
+    spec["target"]["deletionPolicy"] = json!("Delete");
+    env.secretref("db", spec).await;
+    env.wait_ready("db", "True", "Synced").await;
+    let before = env.secret("db-credentials").await.unwrap();
+
+    bao.ok("DELETE", "sys/mounts/secret", None).await;
+    let (_, _, msg) = env.wait_ready("db", "False", "ProviderUnavailable").await;
+    assert!(msg.contains("app/db"), "{msg}");
+    // Several refreshes later: still transient, never a not-found streak.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = env.sref("db").await.unwrap().status.unwrap();
+        assert!(
+            s.not_found.is_none(),
+            "a missing mount started a not-found streak: {s:?}"
+        );
+        assert_eq!(
+            env.ready("db").await.unwrap().1,
+            "ProviderUnavailable",
+            "a missing mount was taken for a missing secret"
+        );
+    }
+    let after = env.secret("db-credentials").await.unwrap();
+    assert_eq!(before.data, after.data);
+    assert_eq!(before.resource_version(), after.resource_version());
+    env.cleanup().await;
+}

@@ -26,8 +26,12 @@
 //!   the version, and its `created_time` as created/updated, go to the metadata. A **soft-deleted or
 //!   destroyed** version is an [`ProviderError::InvalidResponse`] (reason `InvalidRemoteValue`),
 //!   never a Secret with empty data and never "not found": a deleted version can be undeleted, so
-//!   it must not count towards `deletionPolicy: Delete`. Only a path without any metadata is
-//!   [`ProviderError::NotFound`].
+//!   it must not count towards `deletionPolicy: Delete`. Only the KV engine's own not-found shape —
+//!   `404` with a JSON body whose `errors` list is empty, and no metadata — is
+//!   [`ProviderError::NotFound`] (authoritative: it may count toward `deletionPolicy: Delete`). Every
+//!   other `404` says nothing about the secret and is transient: no secrets engine mounted at the
+//!   path (`no handler for route`), an unknown Vault namespace (`namespace not found`), a proxy or
+//!   ingress answering in front of Vault (a body that is not Vault's JSON).
 //! - **KV v1** (`GET <mount>/<key>`): no versions; a `remoteRef.version` is
 //!   [`ProviderError::InvalidConfig`] (it can never resolve).
 //! - **find**: `LIST <mount>/metadata/<prefix>` (v2) or `LIST <mount>/<prefix>` (v1), recursing
@@ -364,6 +368,20 @@ fn encode_path(what: &str, path: &str) -> Result<String, ProviderError> {
     Ok(out.join("/"))
 }
 
+/// Whether a `404` body is the KV engine's own not-found: Vault's JSON with an empty `errors` list
+/// (and nothing else that would make it another answer). A `404` with any error text — `no handler
+/// for route` (nothing mounted there), `namespace not found` — or a body that is not Vault's JSON
+/// (a proxy's page) is not.
+fn is_kv_not_found(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct NotFoundBody {
+        errors: Option<Vec<String>>,
+        data: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<NotFoundBody>(body)
+        .is_ok_and(|b| b.errors.is_some_and(|e| e.is_empty()) && b.data.is_none())
+}
+
 fn vault_errors(body: &[u8]) -> String {
     let text = serde_json::from_slice::<ErrorsBody>(body)
         .map(|b| b.errors.join("; "))
@@ -560,9 +578,13 @@ impl VaultProvider {
                 key: Some(key.to_string()),
                 message: format!("vault store {store:?}: permission denied{errs}"),
             },
-            404 => ProviderError::NotFound {
+            404 if is_kv_not_found(&a.body) => ProviderError::NotFound {
                 key: key.to_string(),
             },
+            404 => self.transient(
+                &format!("{key}: HTTP 404 that is not the KV engine's not-found (no secrets engine mounted at the path, an unknown namespace, or a proxy in front of Vault)"),
+                format!("HTTP 404{errs}"),
+            ),
             503 => self.transient(
                 &format!("{key}: server unavailable (sealed or standby)"),
                 format!("HTTP 503{errs}"),
@@ -840,14 +862,15 @@ impl VaultProvider {
         let parsed = serde_json::from_slice::<KvV2Body<'_>>(&a.body);
         let Ok(body) = parsed else {
             return if a.status == StatusCode::NOT_FOUND {
-                Err(ProviderError::NotFound { key: key.clone() })
+                Err(self.classify(&a, key))
             } else {
                 Err(self.parse_err(key, "KV v2 JSON"))
             };
         };
         let Some(d) = body.data else {
             return if a.status == StatusCode::NOT_FOUND {
-                Err(ProviderError::NotFound { key: key.clone() })
+                // The KV engine's own not-found, or another 404 (see `classify`).
+                Err(self.classify(&a, key))
             } else {
                 Err(self.parse_err(key, "KV v2 JSON (no data)"))
             };
@@ -876,7 +899,11 @@ impl VaultProvider {
             }
         }
         if a.status == StatusCode::NOT_FOUND {
-            return Err(ProviderError::NotFound { key: key.clone() });
+            // A 404 with a `data` object but no deletion marks: not the engine's not-found shape.
+            return Err(self.transient(
+                &format!("{key}: HTTP 404 with an unexpected body"),
+                "HTTP 404",
+            ));
         }
         let raw = d
             .data
@@ -948,7 +975,7 @@ impl VaultProvider {
         let a = self
             .call(Method::GET, &path, &[("list", "true".into())])
             .await?;
-        if a.status == StatusCode::NOT_FOUND {
+        if a.status == StatusCode::NOT_FOUND && is_kv_not_found(&a.body) {
             return Ok(Vec::new());
         }
         if !a.status.is_success() {
@@ -970,7 +997,7 @@ impl VaultProvider {
             encode_path("remote key", name)?
         );
         let a = self.call(Method::GET, &path, &[]).await?;
-        if a.status == StatusCode::NOT_FOUND {
+        if a.status == StatusCode::NOT_FOUND && is_kv_not_found(&a.body) {
             return Ok(false);
         }
         if !a.status.is_success() {
@@ -1115,6 +1142,18 @@ mod tests {
         assert!(t.len() <= MAX_ERROR_TEXT + 2);
         assert!(!t.contains('\n'));
         assert_eq!(vault_errors(br#"{"errors":[]}"#), "");
+        // Only the KV engine's own 404 is a not-found.
+        assert!(is_kv_not_found(br#"{"errors":[]}"#));
+        assert!(!is_kv_not_found(
+            br#"{"errors":["no handler for route \"kv/data/x\". route entry not found."]}"#
+        ));
+        assert!(!is_kv_not_found(br#"{"errors":["namespace not found"]}"#));
+        assert!(!is_kv_not_found(b"<html>404 Not Found</html>"));
+        assert!(!is_kv_not_found(b""));
+        assert!(!is_kv_not_found(br#"{}"#));
+        assert!(!is_kv_not_found(
+            br#"{"errors":[],"data":{"metadata":{"deletion_time":"2026-01-01T00:00:00Z"}}}"#
+        ));
         assert_eq!(vault_errors(b"not json"), "");
     }
 

@@ -4,7 +4,12 @@
 //! `GET /v1/<mount>/data/<key>` (KV v2 read, `{"data":{"data":{..},"metadata":{"version":N,..}}}`);
 //! anything else is 404 `{"errors":[]}`. While faults are on, each answer is faulted with probability
 //! `p`, cycling through: 500, 503, 429 with `Retry-After`, 403 permission denied, a truncated body, a
-//! malformed JSON body, a slow answer (then 503), and a 404 for a key that exists. Every fault is counted.
+//! malformed JSON body, a slow answer (then 503), a 404 for a key that exists, and the two 404s that
+//! are not Vault's answer about the key: a proxy's HTML 404 and Vault's own 404 for a path no secrets
+//! engine is mounted at (`{"errors":["no handler for route ..."]}`). Every fault is counted.
+//!
+//! Per key, a fixed answer can be set instead ([`KeyFault`]), and reads are counted per key; the
+//! whole mount can be made to vanish ([`VaultKv::set_mount_missing`]).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -21,6 +26,31 @@ struct State {
     values: HashMap<String, (u64, String)>,
     /// Fault probability (0 = off).
     p: f64,
+    /// Fixed answers per key.
+    key_faults: HashMap<String, KeyFault>,
+    /// Reads per key.
+    reads: HashMap<String, u64>,
+    /// Every read answers as if no secrets engine were mounted at `secret/`.
+    mount_missing: bool,
+}
+
+/// A fixed answer for one key.
+#[derive(Clone, Debug)]
+pub enum KeyFault {
+    /// 403 `permission denied`.
+    Denied,
+    /// 429 with `Retry-After: 1`.
+    Throttled,
+    /// 500.
+    ServerError,
+    /// 200 with a body that is not JSON.
+    Malformed,
+    /// 400 (Vault's answer to a request it cannot serve, e.g. a bad parameter).
+    BadRequest,
+    /// 404 with an HTML body, as a proxy or ingress in front of Vault answers.
+    ProxyNotFound,
+    /// 404 `{"errors":["no handler for route ..."]}`: nothing mounted at the path.
+    NoHandler,
 }
 
 /// The running double.
@@ -95,6 +125,60 @@ impl VaultKv {
     pub fn set_faults(&self, p: f64) {
         self.state.lock().unwrap().p = p;
     }
+
+    /// Sets (or with `None` clears) a fixed answer for `key`.
+    pub fn set_key_fault(&self, key: &str, fault: Option<KeyFault>) {
+        let mut s = self.state.lock().unwrap();
+        match fault {
+            Some(f) => s.key_faults.insert(key.to_string(), f),
+            None => s.key_faults.remove(key),
+        };
+    }
+
+    /// Makes the KV mount vanish (or come back): every read then gets Vault's 404 for an unmounted path.
+    pub fn set_mount_missing(&self, missing: bool) {
+        self.state.lock().unwrap().mount_missing = missing;
+    }
+
+    /// Reads of `key` so far.
+    pub fn reads(&self, key: &str) -> u64 {
+        self.state
+            .lock()
+            .unwrap()
+            .reads
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+const NO_HANDLER: &[u8] =
+    br#"{"errors":["no handler for route \"secret/data/x\". route entry not found."]}"#;
+const PROXY_404: &[u8] =
+    b"<html><head><title>404 Not Found</title></head><body>not found</body></html>";
+
+async fn answer_fault(sock: &mut TcpStream, f: &KeyFault) {
+    match f {
+        KeyFault::Denied => {
+            let b = br#"{"errors":["permission denied"]}"#;
+            respond(sock, 403, "", b, b.len()).await
+        }
+        KeyFault::Throttled => {
+            let b = br#"{"errors":["rate limited"]}"#;
+            respond(sock, 429, "retry-after: 1\r\n", b, b.len()).await
+        }
+        KeyFault::ServerError => {
+            let b = br#"{"errors":["internal error"]}"#;
+            respond(sock, 500, "", b, b.len()).await
+        }
+        KeyFault::Malformed => respond(sock, 200, "", b"{\"data\":", 8).await,
+        KeyFault::BadRequest => {
+            let b = br#"{"errors":["invalid parameter"]}"#;
+            respond(sock, 400, "", b, b.len()).await
+        }
+        KeyFault::ProxyNotFound => respond(sock, 404, "", PROXY_404, PROXY_404.len()).await,
+        KeyFault::NoHandler => respond(sock, 404, "", NO_HANDLER, NO_HANDLER.len()).await,
+    }
 }
 
 async fn read_request(sock: &mut TcpStream) -> Option<(String, String)> {
@@ -147,13 +231,27 @@ async fn serve(
         return Some(());
     };
     let key = key.to_string();
-    let (entry, p) = {
-        let s = st.lock().unwrap();
-        (s.values.get(&key).cloned(), s.p)
+    let (entry, p, fixed, mount_missing) = {
+        let mut s = st.lock().unwrap();
+        *s.reads.entry(key.clone()).or_default() += 1;
+        (
+            s.values.get(&key).cloned(),
+            s.p,
+            s.key_faults.get(&key).cloned(),
+            s.mount_missing,
+        )
     };
+    if mount_missing {
+        answer_fault(&mut sock, &KeyFault::NoHandler).await;
+        return Some(());
+    }
+    if let Some(f) = fixed {
+        answer_fault(&mut sock, &f).await;
+        return Some(());
+    }
     if p > 0.0 && rand::random::<f64>() < p {
         faults.fetch_add(1, Ordering::Relaxed);
-        match n % 8 {
+        match n % 10 {
             0 => respond(&mut sock, 500, "", br#"{"errors":["internal error"]}"#, 29).await,
             1 => respond(&mut sock, 503, "", br#"{"errors":["sealed"]}"#, 21).await,
             2 => {
@@ -166,16 +264,9 @@ async fn serve(
                 )
                 .await
             }
-            3 => {
-                respond(
-                    &mut sock,
-                    403,
-                    "",
-                    br#"{"errors":["permission denied"]}"#,
-                    33,
-                )
-                .await
-            }
+            // (This answer announced 33 bytes for its 32 until the promises campaign: a truncated
+            // body, not the denial it meant to be.)
+            3 => answer_fault(&mut sock, &KeyFault::Denied).await,
             4 => {
                 // Truncated: the header announces more than is sent.
                 let body = br#"{"data":{"data":{"v":"#;
@@ -189,6 +280,8 @@ async fn serve(
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 respond(&mut sock, 503, "", br#"{"errors":["slow"]}"#, 19).await
             }
+            7 => answer_fault(&mut sock, &KeyFault::ProxyNotFound).await,
+            8 => answer_fault(&mut sock, &KeyFault::NoHandler).await,
             _ => respond(&mut sock, 404, "", br#"{"errors":[]}"#, 13).await,
         }
         return Some(());
