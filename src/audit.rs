@@ -42,6 +42,20 @@ impl HmacKey {
         &self.0
     }
 
+    /// The key of the HMACs that leave the controller for objects in `namespace` (status, the
+    /// Secret's annotation, workload restart annotations): HKDF-SHA256 of this key with the
+    /// namespace as context, so equal values in two namespaces have unrelated HMACs and nobody who
+    /// can read one namespace's status can test guesses against another's. The audit trail keeps
+    /// using this (cluster) key.
+    pub fn for_namespace(&self, namespace: &str) -> HmacKey {
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(b"secretsync/v2/namespace-hmac"), &self.0);
+        let mut okm = Zeroizing::new(vec![0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's output limit (255 × 32).
+        hk.expand(namespace.as_bytes(), &mut okm)
+            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
+        HmacKey(okm)
+    }
+
     fn mac(&self, parts: &[&[u8]]) -> String {
         // new_from_slice only fails for invalid key lengths, which HMAC does not have.
         let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0)

@@ -401,14 +401,14 @@ async fn expected(sref: &SecretRef, provider: &FileProvider, key: &HmacKey) -> s
         answers.values.insert(r, v);
     }
     let name = sref.metadata.name.clone().unwrap();
-    let d = desired::build(&name, &sref.spec, &answers, key).unwrap();
+    let ns = sref.metadata.namespace.clone().unwrap();
+    let d = desired::build(&name, &sref.spec, &answers, &key.for_namespace(&ns)).unwrap();
     let creation = sref
         .spec
         .target
         .as_ref()
         .and_then(|t| t.creation_policy)
         .unwrap_or_default();
-    let ns = sref.metadata.namespace.clone().unwrap();
     serde_json::to_value(target::apply_object(&d, &ns, &name, creation)).unwrap()
 }
 

@@ -389,9 +389,10 @@ fn reconcile_step(
     let mut drift_kept = false;
     match fold::fold_reads(results) {
         Err(f) => {
+            // Every step of the model is a scheduled refresh.
             let step = fold::not_found_step(
                 w.not_found.as_ref(),
-                delete_policy && f.all_not_found,
+                fold::NotFoundAnswer::of(delete_policy && f.all_not_found, true),
                 w.now,
             );
             if step.delete && owned_before {

@@ -986,7 +986,8 @@ pub async fn fetch(
 }
 
 /// Judges every SecretRef: validation, store resolution, reads, and the controller's build step
-/// ([`desired::build`]) with `hmac`. Results are in the manifests' (sorted) order.
+/// ([`desired::build`]) with the namespace's key derived from `hmac`, as the controller does.
+/// Results are in the manifests' (sorted) order.
 pub async fn evaluate(
     manifests: &Manifests,
     offline: &Offline<'_>,
@@ -1019,7 +1020,12 @@ pub async fn evaluate(
         let (answers, problems) = fetch(&store, &ev.namespace, &sref.spec).await;
         ev.problems.extend(problems);
         if ev.problems.is_empty() {
-            match desired::build(&m.name, &sref.spec, &answers, hmac) {
+            match desired::build(
+                &m.name,
+                &sref.spec,
+                &answers,
+                &hmac.for_namespace(&ev.namespace),
+            ) {
                 Ok(d) => ev.desired = Some(d),
                 Err(e) => ev.problems.push(Problem::new(e.reason, e.field, e.message)),
             }

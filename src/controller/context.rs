@@ -63,8 +63,17 @@ pub struct RefState {
     /// The rotation last announced (Rotated event, metric, restarts): a short hash of its data
     /// HMAC, 0 for none. A retry after a failed status write does not announce it again.
     pub announced: u32,
-    /// When the next periodic refresh is due (unknown after a restart).
+    /// When the next periodic refresh is due (unknown after a restart). Kept through failures.
     pub next_refresh: Option<tokio::time::Instant>,
+    /// After a failure: the end of the current backoff step, before which the provider is not read
+    /// again without a reason (see [`super::schedule::read_gate`]). `None` while not failing.
+    pub next_retry: Option<tokio::time::Instant>,
+    /// The generation the provider was last read for (a new one is a reason to read).
+    pub read_generation: Option<i64>,
+    /// The store answered again after failures this SecretRef waits out (a reason to read).
+    pub woken: bool,
+    /// This failure streak was already cut short once by a wake-up (see [`Context::wake_store`]).
+    pub wake_spent: bool,
     /// The status we last wrote, and the resourceVersion the object had before that write: while
     /// the watch still shows that older version, our own write is the truth. Dropped once the watch
     /// shows a newer version (boxed: most SecretRefs have none, and this map holds one entry per
@@ -82,8 +91,11 @@ pub struct Context {
     reporter: Reporter,
     /// Settings.
     pub settings: Settings,
-    /// HMAC key for data fingerprints.
+    /// The controller's HMAC key: the audit trail's, and the root of every namespace's key
+    /// ([`Context::ns_hmac`]).
     pub hmac: HmacKey,
+    /// Per-namespace HMAC keys derived from `hmac`, by namespace.
+    ns_keys: Mutex<HashMap<String, HmacKey>>,
     /// Shared provider reads.
     pub fetcher: Fetcher,
     /// Stores and their providers.
@@ -131,6 +143,7 @@ impl Context {
             reporter,
             settings,
             hmac,
+            ns_keys: Mutex::new(HashMap::new()),
             fetcher,
             stores,
             metrics,
@@ -149,6 +162,18 @@ impl Context {
     /// repeats within the aggregation window are rare anyway.
     pub fn recorder(&self) -> Recorder {
         Recorder::new(self.client.clone(), self.reporter.clone())
+    }
+
+    /// The key of every HMAC that leaves the controller for objects in `namespace` (status, the
+    /// Secret's annotation, restart annotations): derived from the controller's key per namespace
+    /// (DESIGN §2.10).
+    pub fn ns_hmac(&self, namespace: &str) -> HmacKey {
+        self.ns_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(namespace.to_string())
+            .or_insert_with(|| self.hmac.for_namespace(namespace))
+            .clone()
     }
 
     /// Whether this replica holds the lease (or runs without leader election).
@@ -201,17 +226,37 @@ impl Context {
             .insert(ObjectRef::from_obj(sref));
     }
 
-    /// The store answered again: reconcile every SecretRef that was waiting on it now.
+    /// The store answered again: reconcile now every SecretRef that was waiting on it with more
+    /// than [`Context::WAKE_AFTER`] of its backoff step left (recovery within a minute of an outage,
+    /// DESIGN §6 G6), once per failure streak. Shorter steps end soon anyway; and a key that keeps
+    /// failing while its store serves other keys must not be read on every other key's success.
     pub fn wake_store(&self, store_key: &str) {
         let waiting = self
             .failing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(store_key);
+        let now = tokio::time::Instant::now();
         for r in waiting.into_iter().flatten() {
-            let _ = self.wake.unbounded_send(r);
+            let key = format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name);
+            let wake = self.with_state(&key, |s| {
+                let wake = !s.wake_spent
+                    && s.next_retry
+                        .is_some_and(|t| t.saturating_duration_since(now) > Self::WAKE_AFTER);
+                if wake {
+                    s.woken = true;
+                    s.wake_spent = true;
+                }
+                wake
+            });
+            if wake {
+                let _ = self.wake.unbounded_send(r);
+            }
         }
     }
+
+    /// See [`Context::wake_store`].
+    pub const WAKE_AFTER: Duration = Duration::from_secs(30);
 
     /// Stores with SecretRefs waiting on them.
     pub fn failing_stores(&self) -> Vec<String> {

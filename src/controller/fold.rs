@@ -65,18 +65,51 @@ pub struct NotFoundStep {
     pub delete: bool,
 }
 
-/// Advances the streak: `counts` is true when this reconcile's answer was an authoritative not-found
-/// for every read *and* the SecretRef has `deletionPolicy: Delete`; anything else breaks the streak.
+/// What a failed reconcile's answer means for the not-found streak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotFoundAnswer {
+    /// Every read said not found authoritatively, at a scheduled refresh, and the SecretRef has
+    /// `deletionPolicy: Delete`: the streak grows.
+    Counts,
+    /// The same answer outside a refresh slot (a backoff step, a spec change, a wake-up): the
+    /// streak neither grows nor breaks.
+    Holds,
+    /// Anything else: the streak breaks.
+    Breaks,
+}
+
+impl NotFoundAnswer {
+    /// `all_not_found`: every read said not found authoritatively and the policy is `Delete`;
+    /// `scheduled`: the read was the refresh slot's.
+    pub fn of(all_not_found: bool, scheduled: bool) -> Self {
+        match (all_not_found, scheduled) {
+            (true, true) => Self::Counts,
+            (true, false) => Self::Holds,
+            (false, _) => Self::Breaks,
+        }
+    }
+}
+
+/// Advances the streak (DESIGN §2.3: counted on scheduled refreshes only).
 pub fn not_found_step(
     old: Option<&NotFoundRecord>,
-    counts: bool,
+    answer: NotFoundAnswer,
     now: DateTime<Utc>,
 ) -> NotFoundStep {
-    if !counts {
-        return NotFoundStep {
-            record: None,
-            delete: false,
-        };
+    match answer {
+        NotFoundAnswer::Breaks => {
+            return NotFoundStep {
+                record: None,
+                delete: false,
+            };
+        }
+        NotFoundAnswer::Holds => {
+            return NotFoundStep {
+                record: old.cloned(),
+                delete: false,
+            };
+        }
+        NotFoundAnswer::Counts => {}
     }
     let rec = match old {
         Some(r) => NotFoundRecord {
@@ -156,10 +189,17 @@ mod tests {
         assert!(!should_delete(&rec(3, 9), t0));
         assert!(should_delete(&rec(3, 10), t0));
         assert!(should_delete(&rec(7, 120), t0));
-        let s = not_found_step(Some(&rec(2, 11)), true, t0);
+        let s = not_found_step(Some(&rec(2, 11)), NotFoundAnswer::Counts, t0);
         assert!(s.delete);
-        let s = not_found_step(Some(&rec(2, 11)), false, t0);
+        let s = not_found_step(Some(&rec(2, 11)), NotFoundAnswer::Breaks, t0);
         assert_eq!(s.record, None);
         assert!(!s.delete);
+        // Outside a refresh slot the same answer neither counts nor breaks the streak.
+        let s = not_found_step(Some(&rec(2, 11)), NotFoundAnswer::Holds, t0);
+        assert_eq!(s.record, Some(rec(2, 11)));
+        assert!(!s.delete);
+        assert_eq!(NotFoundAnswer::of(true, false), NotFoundAnswer::Holds);
+        assert_eq!(NotFoundAnswer::of(true, true), NotFoundAnswer::Counts);
+        assert_eq!(NotFoundAnswer::of(false, true), NotFoundAnswer::Breaks);
     }
 }

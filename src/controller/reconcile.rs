@@ -102,6 +102,8 @@ fn finalizer_err(e: &kube::Error) -> Error {
 #[instrument(skip(sref, ctx), fields(namespace = sref.namespace().unwrap_or_default(), name = sref.name_any()))]
 pub async fn reconcile(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_timer();
+    let sref_key = ctx.key_of(&sref);
+    let seed = sref.uid().unwrap_or_default();
     let ns = sref.namespace().unwrap_or_default();
     let api: Api<SecretRef> = Api::namespaced(ctx.client.clone(), &ns);
     let res = finalizer(&api, api::FINALIZER, sref, |event| async {
@@ -124,7 +126,40 @@ pub async fn reconcile(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action
             .map(|_| "success")
             .unwrap_or_else(|e| e.reason()),
     );
+    if let Err(e) = &res {
+        // Recorded before the runtime sees the error: a reconcile woken by our own status write
+        // (queued behind this one) already finds the backoff step in place.
+        record_failure(&ctx, &sref_key, &seed, e);
+    }
     res
+}
+
+/// Counts a failure and starts its backoff step: exponential with jitter, capped at 5 minutes (a
+/// lost write race has its own short backoff). The refresh slot stays scheduled, so a failing
+/// SecretRef still refreshes on its slot (the reads that count toward `deletionPolicy: Delete`).
+fn record_failure(ctx: &Context, key: &str, seed: &str, err: &Error) {
+    if matches!(err, Error::NotLeader) {
+        return;
+    }
+    let conflict = matches!(err, Error::Conflict(_));
+    let now = tokio::time::Instant::now();
+    let (failures, d) = ctx.with_state(key, |s| {
+        let failures = if conflict {
+            s.conflicts = s.conflicts.saturating_add(1);
+            u32::from(s.conflicts)
+        } else {
+            s.failures = s.failures.saturating_add(1);
+            u32::from(s.failures)
+        };
+        let d = if conflict {
+            schedule::conflict_backoff(failures, seed)
+        } else {
+            schedule::backoff(failures, seed, err.retry_after())
+        };
+        s.next_retry = Some(now + d);
+        (failures, d)
+    });
+    debug!(reason = err.reason(), error = %err, failures, backoff_ms = d.as_millis() as u64, "reconcile failed");
 }
 
 /// A short, non-zero identity of a data HMAC for [`super::context::RefState::announced`].
@@ -132,31 +167,22 @@ fn announce_id(data_hmac: &str) -> u32 {
     (schedule::stable_hash(data_hmac) as u32).max(1)
 }
 
-/// Requeue policy after an error: exponential backoff with jitter, capped at 5 minutes.
+/// Requeue policy after an error: at the end of the backoff step [`reconcile`] started, or at the
+/// refresh slot if that comes first.
 pub fn error_policy(sref: Arc<SecretRef>, err: &Error, ctx: Arc<Context>) -> Action {
     let key = ctx.key_of(&sref);
-    let conflict = matches!(err, Error::Conflict(_));
-    let failures = ctx.with_state(&key, |s| {
-        s.next_refresh = None;
-        if conflict {
-            s.conflicts = s.conflicts.saturating_add(1);
-            u32::from(s.conflicts)
-        } else {
-            s.failures = s.failures.saturating_add(1);
-            u32::from(s.failures)
-        }
-    });
     if matches!(err, Error::Provider { source, .. } if source.is_retryable()) {
         ctx.note_failing(&sref);
     }
-    let seed = sref.uid().unwrap_or_default();
-    let d = if conflict {
-        schedule::conflict_backoff(failures, &seed)
-    } else {
-        schedule::backoff(failures, &seed, err.retry_after())
-    };
-    debug!(reason = err.reason(), error = %err, failures, backoff_ms = d.as_millis() as u64, "reconcile failed");
-    Action::requeue(d)
+    let now = tokio::time::Instant::now();
+    let at = ctx.with_state(&key, |s| match (s.next_retry, s.next_refresh) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    });
+    Action::requeue(at.map_or(schedule::BASE_BACKOFF, |t| {
+        t.saturating_duration_since(now)
+            .max(Duration::from_millis(10))
+    }))
 }
 
 fn refresh_interval(sref: &SecretRef, store: Option<&Resolved>, ctx: &Context) -> Duration {
@@ -255,14 +281,18 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
 
     // Nothing to do before the object's refresh slot if the Secret provably holds what we last synced
     // for this generation: no provider call and no write (cold starts cost no provider storm).
-    let due = ctx.with_state(&key, |s| {
-        s.next_refresh
-            .is_some_and(|t| tokio::time::Instant::now() >= t)
-            || s.store_id.as_ref().is_some_and(|id| *id != store.handle.id)
+    let store_changed = ctx.with_state(&key, |s| {
+        s.store_id.as_ref().is_some_and(|id| *id != store.handle.id)
     });
-    let in_sync = old_status.observed_generation == generation
+    let due = store_changed
+        || ctx.with_state(&key, |s| {
+            s.next_refresh
+                .is_some_and(|t| tokio::time::Instant::now() >= t)
+        });
+    let synced_before = old_status.observed_generation == generation
         && cond::ready(Some(&old_status)).is_some_and(|(ok, _)| ok)
-        && old_status.target_name.as_deref() == Some(tname.as_str())
+        && old_status.target_name.as_deref() == Some(tname.as_str());
+    let in_sync = synced_before
         && existing.as_ref().is_some_and(|s| {
             secret_matches_status(s, &old_status, &sref.name_any(), creation, &ctx)
         });
@@ -280,10 +310,38 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         return Ok(schedule_next(&ctx, &sref, &key, interval));
     }
 
+    // At most one provider read per refresh slot or backoff step: a reconcile woken by anything
+    // else — our own status write above all — waits, unless there is a reason to read now.
+    let gate = ctx.with_state(&key, |s| {
+        let reasons = schedule::ReadReasons {
+            forced,
+            spec_changed: s.read_generation != generation || generation.is_none(),
+            store_changed,
+            woken: std::mem::take(&mut s.woken),
+            target_changed: synced_before && !in_sync,
+        };
+        let gate = schedule::read_gate(
+            tokio::time::Instant::now(),
+            s.next_refresh,
+            s.next_retry,
+            reasons,
+        );
+        if matches!(gate, schedule::ReadGate::Read { .. }) {
+            s.read_generation = generation;
+        }
+        gate
+    });
+    let scheduled = match gate {
+        schedule::ReadGate::Wait(d) => return Ok(Action::requeue(d)),
+        schedule::ReadGate::Read { scheduled } => scheduled,
+    };
+    // A changed target Secret is restored from the answers of this refresh cycle.
+    let target_changed = synced_before && !in_sync;
+
     // Fetch everything the SecretRef needs; any failure leaves the Secret untouched.
     let max_age = if forced {
         Duration::ZERO
-    } else if due {
+    } else if due || target_changed {
         // Answers read by other SecretRefs earlier in this cycle are shared (one provider read per key
         // per cycle); 0.95 rather than 1 so a SecretRef never reuses its own previous read.
         interval.mul_f64(0.95)
@@ -305,6 +363,7 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
                 existing.as_ref(),
                 &e,
                 all_not_found,
+                scheduled,
             )
             .await?;
             return Err(e);
@@ -312,7 +371,8 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
     };
     // The store answers: SecretRefs backing off from its earlier failures retry now.
     ctx.wake_store(&Context::store_key(&sref));
-    let desired = match desired::build(&name, &sref.spec, &answers, &ctx.hmac) {
+    let nskey = ctx.ns_hmac(&ns);
+    let desired = match desired::build(&name, &sref.spec, &answers, &nskey) {
         Ok(d) => d,
         Err(e) => {
             let e = Error::Build(e);
@@ -321,14 +381,22 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         }
     };
 
+    // After an upgrade from one cluster-wide HMAC key, status still holds that key's HMACs: the same
+    // data under the old key is a re-key (written once, no rotation, no restart), not a change.
+    let last_synced: Option<String> = match old_status.data_hmac.as_deref() {
+        Some(h) if h != desired.data_hmac && h == ctx.hmac.data_hmac(&desired.data) => {
+            Some(desired.data_hmac.clone())
+        }
+        other => other.map(str::to_string),
+    };
     let decision = target::decide(
         existing.as_ref(),
         &desired,
         &name,
         creation,
         drift_policy,
-        old_status.data_hmac.as_deref(),
-        &ctx.hmac,
+        last_synced.as_deref(),
+        &nskey,
     );
     let now = Utc::now();
     let mut st = old_status.clone();
@@ -368,7 +436,7 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
     }
 
     let first_sync = old_status.data_hmac.is_none();
-    let changed = old_status.data_hmac.as_deref() != Some(desired.data_hmac.as_str());
+    let changed = last_synced.as_deref() != Some(desired.data_hmac.as_str());
     if changed {
         st.last_changed_time = Some(api::time(now));
         if !first_sync {
@@ -511,6 +579,8 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
     ctx.with_state(&key, |s| {
         s.failures = 0;
         s.conflicts = 0;
+        s.next_retry = None;
+        s.wake_spent = false;
         s.store_id = Some(store.handle.id.clone());
     });
     Ok(schedule_next(&ctx, &sref, &key, interval))
@@ -665,20 +735,32 @@ fn secret_matches_status(
     let Some(data) = secret.data.as_ref() else {
         return false;
     };
-    let mut per_key = Vec::with_capacity(st.synced_keys.len());
-    for k in &st.synced_keys {
-        let Some(v) = data.get(&k.secret_key) else {
-            return false;
-        };
-        per_key.push((
-            k.secret_key.clone(),
-            ctx.hmac
-                .key_hmac(&k.secret_key, &crate::value::SecretBytes::new(v.0.clone())),
-        ));
-    }
-    ctx.hmac
-        .data_hmac_from_keys(per_key.iter().map(|(k, h)| (k.as_str(), h.as_str())))
-        == want
+    let values: Option<Vec<(&str, crate::value::SecretBytes)>> = st
+        .synced_keys
+        .iter()
+        .map(|k| {
+            data.get(&k.secret_key).map(|v| {
+                (
+                    k.secret_key.as_str(),
+                    crate::value::SecretBytes::new(v.0.clone()),
+                )
+            })
+        })
+        .collect();
+    let Some(values) = values else {
+        return false;
+    };
+    let data_hmac = |key: &crate::audit::HmacKey| {
+        let per_key: Vec<(&str, String)> = values
+            .iter()
+            .map(|(k, v)| (*k, key.key_hmac(k, v)))
+            .collect();
+        key.data_hmac_from_keys(per_key.iter().map(|(k, h)| (*k, h.as_str())))
+    };
+    // The namespace's key, or — until its next refresh re-keys it — the cluster-wide key an
+    // earlier version wrote status with.
+    data_hmac(&ctx.ns_hmac(&secret.namespace().unwrap_or_default())) == want
+        || data_hmac(&ctx.hmac) == want
 }
 
 fn schedule_next(ctx: &Context, sref: &SecretRef, key: &str, interval: Duration) -> Action {
@@ -785,6 +867,7 @@ async fn fetch_all(
 
 /// A provider failure: keep the Secret, record the failure; for `deletionPolicy: Delete` count
 /// authoritative not-founds and delete only after three in a row spanning at least ten minutes.
+#[allow(clippy::too_many_arguments)]
 async fn handle_fetch_failure(
     ctx: &Context,
     sref: &SecretRef,
@@ -792,6 +875,7 @@ async fn handle_fetch_failure(
     existing: Option<&Secret>,
     e: &Error,
     all_not_found: bool,
+    scheduled: bool,
 ) -> Result<(), Error> {
     if !ctx.may_write() {
         return Ok(());
@@ -800,7 +884,16 @@ async fn handle_fetch_failure(
         .set_secretref_state(&ctx.key_of(sref), Some(false), None);
     let delete_policy = sref.spec.deletion_policy() == DeletionPolicy::Delete;
     let now = Utc::now();
-    let step = fold::not_found_step(old.not_found.as_ref(), delete_policy && all_not_found, now);
+    // A spec change starts the streak afresh.
+    let streak = old
+        .not_found
+        .as_ref()
+        .filter(|_| old.observed_generation == sref.metadata.generation);
+    let step = fold::not_found_step(
+        streak,
+        fold::NotFoundAnswer::of(delete_policy && all_not_found, scheduled),
+        now,
+    );
     let Some(rec) = step.record else {
         return fail(ctx, sref, old, e).await;
     };

@@ -61,6 +61,71 @@ pub fn conflict_backoff(failures: u32, seed: &str) -> Duration {
 /// Base of [`conflict_backoff`].
 pub const CONFLICT_BACKOFF: Duration = Duration::from_millis(200);
 
+/// Why a reconcile may read the provider (DESIGN §2.8b: at most once per scheduled refresh or
+/// backoff step, whatever happens to the SecretRef's status; the controller's own status writes
+/// wake it, and must not cost a read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadReasons {
+    /// The `force-sync` annotation has a new value.
+    pub forced: bool,
+    /// The spec changed since the last read (or this process has not read for it yet).
+    pub spec_changed: bool,
+    /// The store's configuration or credentials changed since the last read.
+    pub store_changed: bool,
+    /// The store answered again after failures this SecretRef was waiting out.
+    pub woken: bool,
+    /// The target Secret no longer holds what status says was synced (a hand edit, a deletion).
+    pub target_changed: bool,
+}
+
+impl ReadReasons {
+    fn any(&self) -> bool {
+        self.forced || self.spec_changed || self.store_changed || self.woken || self.target_changed
+    }
+}
+
+/// Whether to read the provider now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadGate {
+    /// Read. `scheduled`: the refresh slot came (only such reads count toward the not-found streak
+    /// of `deletionPolicy: Delete`).
+    Read {
+        /// The refresh slot is due.
+        scheduled: bool,
+    },
+    /// Not before this long: no reason to read yet.
+    Wait(Duration),
+}
+
+/// The read decision (pure). `next_refresh`: the refresh slot (kept through failures);
+/// `next_retry`: the end of the current backoff step after a failure (`None`: not failing).
+pub fn read_gate<T>(
+    now: T,
+    next_refresh: Option<T>,
+    next_retry: Option<T>,
+    reasons: ReadReasons,
+) -> ReadGate
+where
+    T: Copy + Ord + std::ops::Sub<T, Output = Duration>,
+{
+    let scheduled = next_refresh.is_some_and(|t| now >= t);
+    if reasons.any() || scheduled || next_retry.is_some_and(|t| now >= t) {
+        return ReadGate::Read { scheduled };
+    }
+    match (next_refresh, next_retry) {
+        // Nothing known about this SecretRef in this process (a restart): read once.
+        (None, None) => ReadGate::Read { scheduled: false },
+        (a, b) => {
+            let at = match (a, b) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(t), None) | (None, Some(t)) => t,
+                (None, None) => now,
+            };
+            ReadGate::Wait(at - now)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +158,65 @@ mod tests {
         // Persistent conflicts still back off, and never beyond the cap.
         assert!(conflict_backoff(5, "uid-a") >= Duration::from_millis(2560));
         assert!((1..40).all(|f| conflict_backoff(f, "uid-a") <= MAX_BACKOFF));
+    }
+
+    #[test]
+    fn reads_wait_for_their_slot_or_step() {
+        let s = |n: u64| Duration::from_secs(n);
+        let none = ReadReasons::default();
+        // A status write of our own wakes a failing SecretRef 1 s into a 5 s backoff step: wait.
+        assert_eq!(
+            read_gate(s(101), Some(s(3600)), Some(s(105)), none),
+            ReadGate::Wait(s(4))
+        );
+        // The step is over: read (not a scheduled refresh).
+        assert_eq!(
+            read_gate(s(105), Some(s(3600)), Some(s(105)), none),
+            ReadGate::Read { scheduled: false }
+        );
+        // The refresh slot: a scheduled read, even inside a long backoff step.
+        assert_eq!(
+            read_gate(s(3600), Some(s(3600)), Some(s(3700)), none),
+            ReadGate::Read { scheduled: true }
+        );
+        // In sync and not due: wait for the slot.
+        assert_eq!(
+            read_gate(s(10), Some(s(70)), None, none),
+            ReadGate::Wait(s(60))
+        );
+        // Nothing known (a restart): read once.
+        assert_eq!(
+            read_gate(s(10), None, None, none),
+            ReadGate::Read { scheduled: false }
+        );
+        // Any reason reads at once.
+        for r in [
+            ReadReasons {
+                forced: true,
+                ..none
+            },
+            ReadReasons {
+                spec_changed: true,
+                ..none
+            },
+            ReadReasons {
+                store_changed: true,
+                ..none
+            },
+            ReadReasons {
+                woken: true,
+                ..none
+            },
+            ReadReasons {
+                target_changed: true,
+                ..none
+            },
+        ] {
+            assert_eq!(
+                read_gate(s(101), Some(s(3600)), Some(s(105)), r),
+                ReadGate::Read { scheduled: false }
+            );
+        }
     }
 
     #[test]
