@@ -67,6 +67,20 @@ impl HmacKey {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// The proof that a Secret belongs to a SecretRef (annotation `secretsync.io/owner`), made with a
+    /// namespace's key: a MAC over the Secret's namespace and name and the owning SecretRef's name
+    /// and uid. Labels can be copied; this cannot be forged without the key, and a new SecretRef of
+    /// the same name (a new uid) does not match what an earlier one left behind.
+    pub fn ownership_proof(&self, namespace: &str, secret: &str, sref: &str, uid: &str) -> String {
+        self.mac(&[
+            b"secretsync/v2/owner",
+            namespace.as_bytes(),
+            secret.as_bytes(),
+            sref.as_bytes(),
+            uid.as_bytes(),
+        ])
+    }
+
     /// HMAC of one Secret key's value, bound to the key name.
     pub fn key_hmac(&self, secret_key: &str, value: &SecretBytes) -> String {
         self.mac(&[b"secretsync/v1/key", secret_key.as_bytes(), value.expose()])

@@ -409,7 +409,13 @@ async fn expected(sref: &SecretRef, provider: &FileProvider, key: &HmacKey) -> s
         .as_ref()
         .and_then(|t| t.creation_policy)
         .unwrap_or_default();
-    serde_json::to_value(target::apply_object(&d, &ns, &name, creation)).unwrap()
+    // Offline there is no SecretRef uid, hence no ownership proof.
+    let owner = target::Ownership {
+        sref_name: name.clone(),
+        proof: None,
+        claimed_in_status: false,
+    };
+    serde_json::to_value(target::apply_object(&d, &ns, &owner, creation, None)).unwrap()
 }
 
 #[tokio::test]

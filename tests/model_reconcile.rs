@@ -74,6 +74,8 @@ enum Perturb {
     Delete,
     MakeForeign,
     ForeignCreate,
+    /// A foreign Secret carrying copies of the ownership labels (no proof).
+    ForgedLabels,
     TypeChange,
 }
 
@@ -120,6 +122,7 @@ fn perturb() -> impl Strategy<Value = Perturb> {
         1 => Just(Perturb::Delete),
         1 => Just(Perturb::MakeForeign),
         1 => Just(Perturb::ForeignCreate),
+        1 => Just(Perturb::ForgedLabels),
         1 => Just(Perturb::TypeChange),
     ]
 }
@@ -305,6 +308,26 @@ fn perturb_secret(w: &mut World, p: Perturb) {
         Perturb::MakeForeign => {
             if let Some(s) = w.secret.as_mut() {
                 s.metadata.labels = None;
+                s.metadata.annotations = None;
+            }
+        }
+        Perturb::ForgedLabels => {
+            if w.secret.is_none() {
+                let mut s = Secret::default();
+                s.metadata.name = Some("t".into());
+                s.metadata.labels = Some(
+                    [
+                        (
+                            "app.kubernetes.io/managed-by".to_string(),
+                            "secretsync".to_string(),
+                        ),
+                        ("secretsync.io/secretref".to_string(), "s".to_string()),
+                    ]
+                    .into(),
+                );
+                s.type_ = Some("Opaque".into());
+                s.data = Some([("k0".to_string(), ByteString(b"theirs".to_vec()))].into());
+                w.secret = Some(s);
             }
         }
         Perturb::ForeignCreate => {
@@ -348,6 +371,15 @@ fn ssa(existing: Option<Secret>, obj: Secret, creation: CreationPolicy) -> Secre
     s
 }
 
+/// The modelled SecretRef's ownership (its proof; the labels alone prove nothing).
+fn owner() -> target::Ownership {
+    target::Ownership {
+        sref_name: "s".into(),
+        proof: Some("proof-of-s".into()),
+        claimed_in_status: false,
+    }
+}
+
 /// One reconcile, in the order reconcile.rs runs it, then the invariants.
 fn reconcile_step(
     w: &mut World,
@@ -359,7 +391,7 @@ fn reconcile_step(
     w.now += Duration::seconds(st.dt_secs);
     perturb_secret(w, st.perturb);
     let before = w.secret.clone();
-    let owned_before = before.as_ref().is_some_and(|s| target::is_owned_by(s, "s"));
+    let owned_before = before.as_ref().is_some_and(|s| owner().owns(s));
 
     // Oracle.
     let used: Vec<usize> = (0..shape.n_remote)
@@ -413,7 +445,7 @@ fn reconcile_step(
                     let dec = target::decide(
                         w.secret.as_ref(),
                         &d,
-                        "s",
+                        &owner(),
                         shape.creation,
                         shape.drift,
                         w.synced_hmac.as_deref(),
@@ -422,7 +454,8 @@ fn reconcile_step(
                     match dec {
                         Decision::Refused { .. } => w.ready = false,
                         Decision::Create | Decision::Update { .. } => {
-                            let obj = target::apply_object(&d, "ns", "s", shape.creation);
+                            let obj =
+                                target::apply_object(&d, "ns", &owner(), shape.creation, None);
                             w.secret = Some(ssa(w.secret.take(), obj, shape.creation));
                             w.synced_hmac = Some(d.data_hmac.clone());
                             w.ready = true;

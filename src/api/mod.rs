@@ -21,12 +21,23 @@ pub const MANAGED_BY_VALUE: &str = "secretsync";
 pub const SECRETREF_LABEL: &str = "secretsync.io/secretref";
 /// Annotation with the keyed HMAC of the Secret's data (drift detection and restarts).
 pub const DATA_HMAC_ANNOTATION: &str = "secretsync.io/data-hmac";
+/// Annotation proving which SecretRef owns a Secret (see [`crate::audit::HmacKey::ownership_proof`]).
+pub const OWNER_ANNOTATION: &str = "secretsync.io/owner";
+/// Label and annotation keys only secretsync may set on a Secret: everything under this prefix,
+/// and [`MANAGED_BY_LABEL`].
+pub const RESERVED_PREFIX: &str = "secretsync.io/";
 /// Annotation whose new value forces an immediate refresh.
 pub const FORCE_SYNC_ANNOTATION: &str = "secretsync.io/force-sync";
 /// Annotation that pauses writes while `"true"`.
 pub const PAUSED_ANNOTATION: &str = "secretsync.io/paused";
 /// Finalizer on SecretRefs.
 pub const FINALIZER: &str = "secretsync.io/finalizer";
+/// Whether users may not set the label or annotation `key` (`target.labels`/`target.annotations`):
+/// the `secretsync.io/` prefix and [`MANAGED_BY_LABEL`] mark what secretsync owns.
+pub fn is_reserved_key(key: &str) -> bool {
+    key.starts_with(RESERVED_PREFIX) || key == MANAGED_BY_LABEL
+}
+
 /// Field manager of every write.
 pub const FIELD_MANAGER: &str = "secretsync";
 /// Largest total size of a Secret's data Kubernetes accepts.

@@ -156,11 +156,14 @@ pub struct Target {
     /// Write the Secret as immutable (default false). Changes then need a new Secret name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
-    /// Extra labels on the Secret.
+    /// Extra labels on the Secret. Keys under `secretsync.io/` and `app.kubernetes.io/managed-by`
+    /// are reserved: they mark what secretsync owns.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('secretsync.io/') && k != 'app.kubernetes.io/managed-by')").message("labels under secretsync.io/ and app.kubernetes.io/managed-by are reserved for secretsync"))]
     pub labels: BTreeMap<String, String>,
-    /// Extra annotations on the Secret.
+    /// Extra annotations on the Secret. Keys under `secretsync.io/` are reserved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('secretsync.io/') && k != 'app.kubernetes.io/managed-by')").message("annotations under secretsync.io/ are reserved for secretsync"))]
     pub annotations: BTreeMap<String, String>,
     /// Build Secret keys from templates over the fetched values.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -106,6 +106,16 @@ pub fn validate_secretref(spec: &SecretRefSpec) -> Vec<FieldError> {
         validate_data_from(i, df, &mut errs);
     }
     if let Some(t) = &spec.target {
+        for (what, keys) in [("labels", &t.labels), ("annotations", &t.annotations)] {
+            for k in keys.keys().filter(|k| crate::api::is_reserved_key(k)) {
+                errs.push(FieldError {
+                    field: format!("spec.target.{what}"),
+                    message: format!(
+                        "{k:?} is reserved: keys under secretsync.io/ and app.kubernetes.io/managed-by mark what secretsync owns"
+                    ),
+                });
+            }
+        }
         if let Some(name) = &t.name
             && !is_dns1123_subdomain(name)
         {
@@ -293,6 +303,27 @@ mod tests {
             .collect();
         assert!(fields.contains(&"spec.target.deletionPolicy".to_string()));
         assert!(fields.contains(&"spec.target.type".to_string()));
+    }
+
+    #[test]
+    fn ownership_marks_are_reserved() {
+        let mut spec = spec_with_key("ok");
+        spec.target = Some(Box::new(Target {
+            labels: [
+                (
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "secretsync".to_string(),
+                ),
+                ("team".to_string(), "a".to_string()),
+            ]
+            .into(),
+            annotations: [("secretsync.io/owner".to_string(), "x".to_string())].into(),
+            ..Default::default()
+        }));
+        let errs = validate_secretref(&spec);
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["spec.target.labels", "spec.target.annotations"]);
+        assert!(errs[0].message.contains("reserved"));
     }
 
     #[test]

@@ -98,7 +98,22 @@ pub async fn run(
             continue;
         };
         let creation = sref.spec.creation_policy();
-        let mut secret = target::apply_object(desired, &e.namespace, &e.name, creation);
+        // The ownership proof needs the SecretRef's uid (and the HMAC key): only a manifest read
+        // back from a cluster has one. Without it, a controller would not take the Secret for its own.
+        let owner = target::Ownership {
+            sref_name: e.name.clone(),
+            proof: match (hmac.as_ref(), sref.metadata.uid.as_deref()) {
+                (Some(k), Some(uid)) => Some(k.for_namespace(&e.namespace).ownership_proof(
+                    &e.namespace,
+                    &desired.name,
+                    &e.name,
+                    uid,
+                )),
+                _ => None,
+            },
+            claimed_in_status: false,
+        };
+        let mut secret = target::apply_object(desired, &e.namespace, &owner, creation, None);
         if hmac.is_none()
             && let Some(a) = secret.metadata.annotations.as_mut()
         {

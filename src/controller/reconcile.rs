@@ -202,6 +202,42 @@ fn target_name(sref: &SecretRef) -> String {
         .unwrap_or_else(|| sref.name_any())
 }
 
+/// How this SecretRef recognises its Secret `target` (DESIGN §2.4): the ownership proof made with
+/// its namespace's key over its uid, or — for a Secret written before proofs existed — the labels
+/// together with a sync of that Secret recorded in `status`.
+fn ownership(
+    ctx: &Context,
+    sref: &SecretRef,
+    status: &SecretRefStatus,
+    target: &str,
+) -> target::Ownership {
+    let ns = sref.namespace().unwrap_or_default();
+    let name = sref.name_any();
+    target::Ownership {
+        proof: Some(ctx.ns_hmac(&ns).ownership_proof(
+            &ns,
+            target,
+            &name,
+            &sref.uid().unwrap_or_default(),
+        )),
+        sref_name: name,
+        claimed_in_status: status.target_name.as_deref() == Some(target)
+            && status.data_hmac.is_some(),
+    }
+}
+
+/// Delete options that delete exactly the Secret decided on: a uid and resourceVersion
+/// precondition, so a Secret replaced meanwhile (same name, another object) is never deleted.
+fn delete_exactly(secret: &Secret) -> kube::api::DeleteParams {
+    kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: secret.uid(),
+            resource_version: secret.resource_version(),
+        }),
+        ..Default::default()
+    }
+}
+
 async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = sref.namespace().unwrap_or_default();
     let name = sref.name_any();
@@ -294,7 +330,13 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         && old_status.target_name.as_deref() == Some(tname.as_str());
     let in_sync = synced_before
         && existing.as_ref().is_some_and(|s| {
-            secret_matches_status(s, &old_status, &sref.name_any(), creation, &ctx)
+            secret_matches_status(
+                s,
+                &old_status,
+                &ownership(&ctx, &sref, &old_status, &tname),
+                creation,
+                &ctx,
+            )
         });
     if in_sync && !due && !forced {
         // Verified without a provider call: count it as Ready (after a restart, the gauge would
@@ -389,10 +431,11 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         }
         other => other.map(str::to_string),
     };
+    let owner = ownership(&ctx, &sref, &old_status, &tname);
     let decision = target::decide(
         existing.as_ref(),
         &desired,
-        &name,
+        &owner,
         creation,
         drift_policy,
         last_synced.as_deref(),
@@ -417,7 +460,15 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
             if !ctx.may_write() {
                 return Err(Error::NotLeader);
             }
-            let obj = target::apply_object(&desired, &ns, &name, creation);
+            // Only the Secret decided on: a Secret that appeared after the read is never
+            // overwritten by a create, nor one changed since the read by an update (409, then the
+            // next reconcile decides again).
+            let precondition = match &decision {
+                Decision::Create => Some(target::CREATE_ONLY.to_string()),
+                _ => existing.as_ref().and_then(|s| s.resource_version()),
+            };
+            let obj =
+                target::apply_object(&desired, &ns, &owner, creation, precondition.as_deref());
             let pp = PatchParams::apply(&target::field_manager(creation, &name)).force();
             secrets
                 .patch(&tname, &pp, &Patch::Apply(&obj))
@@ -722,14 +773,14 @@ fn rotation_note(tname: &str, old: &SecretRefStatus, desired: &DesiredSecret) ->
 fn secret_matches_status(
     secret: &Secret,
     st: &SecretRefStatus,
-    sref_name: &str,
+    owner: &target::Ownership,
     creation: CreationPolicy,
     ctx: &Context,
 ) -> bool {
     let Some(want) = st.data_hmac.as_deref() else {
         return false;
     };
-    if creation != CreationPolicy::Merge && !target::is_owned_by(secret, sref_name) {
+    if creation != CreationPolicy::Merge && !owner.owns(secret) {
         return false;
     }
     let Some(data) = secret.data.as_ref() else {
@@ -899,7 +950,7 @@ async fn handle_fetch_failure(
     };
     if step.delete
         && let Some(secret) = existing
-        && target::is_owned_by(secret, &sref.name_any())
+        && ownership(ctx, sref, old, &secret.name_any()).owns(secret)
     {
         if !ctx.may_write() {
             return Err(Error::NotLeader);
@@ -908,7 +959,7 @@ async fn handle_fetch_failure(
         let secrets: Api<Secret> =
             Api::namespaced(ctx.client.clone(), &sref.namespace().unwrap_or_default());
         secrets
-            .delete(&tname, &Default::default())
+            .delete(&tname, &delete_exactly(secret))
             .await
             .map_err(kube_err)?;
         let mut arec = audit_record(ctx, sref, None, "delete", "success");
@@ -1054,32 +1105,56 @@ async fn publish(
     }
 }
 
+/// The SecretRef goes. `Delete`: its Secret goes with it. Otherwise the Secret stays and secretsync
+/// lets go of it: the ownership marks (labels, proof, data HMAC) are removed, so nothing claims it
+/// any more (a later SecretRef of the same name does not adopt it silently either: its uid differs).
 async fn cleanup(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = ctx.key_of(&sref);
-    ctx.forget(&key);
-    ctx.metrics.set_secretref_state(&key, None, None);
     let target = sref.spec.target.clone().unwrap_or_default();
     let policy = target.deletion_policy.unwrap_or_default();
     let creation = target.creation_policy.unwrap_or_default();
-    if policy == DeletionPolicy::Delete && creation == CreationPolicy::Owner {
+    if creation != CreationPolicy::Merge {
         let ns = sref.namespace().unwrap_or_default();
         let tname = target_name(&sref);
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let status = sref.status.clone().unwrap_or_default();
         if let Some(s) = secrets.get_opt(&tname).await.map_err(kube_err)?
-            && target::is_owned_by(&s, &sref.name_any())
+            && ownership(&ctx, &sref, &status, &tname).owns(&s)
         {
             if !ctx.may_write() {
                 return Err(Error::NotLeader);
             }
-            secrets
-                .delete(&tname, &Default::default())
-                .await
-                .map_err(kube_err)?;
-            let mut rec = audit_record(&ctx, &sref, None, "delete", "success");
-            rec.target = Some(format!("{ns}/{tname}"));
-            ctx.audit.record(rec);
-            info!(secret = %tname, "deleted Secret with its SecretRef (deletionPolicy Delete)");
+            if policy == DeletionPolicy::Delete && creation == CreationPolicy::Owner {
+                secrets
+                    .delete(&tname, &delete_exactly(&s))
+                    .await
+                    .map_err(kube_err)?;
+                let mut rec = audit_record(&ctx, &sref, None, "delete", "success");
+                rec.target = Some(format!("{ns}/{tname}"));
+                ctx.audit.record(rec);
+                info!(secret = %tname, "deleted Secret with its SecretRef (deletionPolicy Delete)");
+            } else {
+                let release = json!({"metadata": {
+                    "resourceVersion": s.resource_version(),
+                    "labels": {api::MANAGED_BY_LABEL: null, api::SECRETREF_LABEL: null},
+                    "annotations": {api::OWNER_ANNOTATION: null, api::DATA_HMAC_ANNOTATION: null},
+                }});
+                secrets
+                    .patch(
+                        &tname,
+                        &PatchParams {
+                            field_manager: Some(api::FIELD_MANAGER.into()),
+                            ..Default::default()
+                        },
+                        &Patch::Merge(&release),
+                    )
+                    .await
+                    .map_err(kube_err)?;
+                info!(secret = %tname, "released Secret with its SecretRef (deletionPolicy Retain)");
+            }
         }
     }
+    ctx.forget(&key);
+    ctx.metrics.set_secretref_state(&key, None, None);
     Ok(Action::await_change())
 }

@@ -43,8 +43,39 @@ pub enum Decision {
     },
 }
 
-/// Whether `secret` is owned by the SecretRef `sref_name` (ownership labels).
-pub fn is_owned_by(secret: &Secret, sref_name: &str) -> bool {
+/// How the Secrets of one SecretRef are recognised (DESIGN §2.4: ownership cannot be forged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    /// The SecretRef's name (the `secretsync.io/secretref` label).
+    pub sref_name: String,
+    /// The `secretsync.io/owner` proof an owned Secret carries
+    /// ([`HmacKey::ownership_proof`]); `None` offline (`render`, where no uid exists).
+    pub proof: Option<String>,
+    /// This SecretRef's status records a sync of the Secret. Secrets written before ownership
+    /// proofs existed are recognised by their labels only together with that record (a tenant can
+    /// write labels on a Secret, not the status of a SecretRef); their next write adds the proof.
+    pub claimed_in_status: bool,
+}
+
+impl Ownership {
+    /// Whether `secret` belongs to this SecretRef.
+    pub fn owns(&self, secret: &Secret) -> bool {
+        let proof = secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(api::OWNER_ANNOTATION));
+        match (proof, &self.proof) {
+            (Some(have), Some(want)) => have == want,
+            (Some(_), None) => false,
+            (None, _) => self.claimed_in_status && labelled_for(secret, &self.sref_name),
+        }
+    }
+}
+
+/// Whether `secret` carries the ownership labels of SecretRef `sref_name` (not a proof of anything:
+/// labels can be written by anyone who may edit the Secret).
+pub fn labelled_for(secret: &Secret, sref_name: &str) -> bool {
     let labels = secret.metadata.labels.as_ref();
     labels
         .and_then(|l| l.get(api::MANAGED_BY_LABEL))
@@ -55,6 +86,12 @@ pub fn is_owned_by(secret: &Secret, sref_name: &str) -> bool {
             .map(String::as_str)
             == Some(sref_name)
 }
+
+/// The `resourceVersion` of a server-side apply that must create the Secret, never overwrite one
+/// that appeared after the read: an apply whose `metadata.resourceVersion` does not match the
+/// stored object's is refused with 409 Conflict, and on a missing object it is ignored. Revision 1
+/// is the storage's initial state, before any object exists, so no Secret ever has it.
+pub const CREATE_ONLY: &str = "1";
 
 /// The keyed HMAC of the values `secret` holds for the keys we want to write (missing keys make it differ).
 pub fn actual_hmac(secret: &Secret, desired: &DesiredSecret, key: &HmacKey) -> Option<String> {
@@ -71,7 +108,7 @@ pub fn actual_hmac(secret: &Secret, desired: &DesiredSecret, key: &HmacKey) -> O
 pub fn decide(
     existing: Option<&Secret>,
     desired: &DesiredSecret,
-    sref_name: &str,
+    owner: &Ownership,
     creation: CreationPolicy,
     drift_policy: DriftPolicy,
     last_synced: Option<&str>,
@@ -81,7 +118,7 @@ pub fn decide(
         return Decision::Create;
     };
     let name = &desired.name;
-    if creation != CreationPolicy::Merge && !is_owned_by(secret, sref_name) {
+    if creation != CreationPolicy::Merge && !owner.owns(secret) {
         let owner = secret
             .metadata
             .labels
@@ -121,7 +158,7 @@ pub fn decide(
         };
     }
     let metadata_matches =
-        creation == CreationPolicy::Merge || metadata_up_to_date(secret, desired, sref_name);
+        creation == CreationPolicy::Merge || metadata_up_to_date(secret, desired, owner);
     if data_matches {
         return if metadata_matches {
             Decision::NoChange
@@ -162,10 +199,11 @@ fn missing_keys(secret: &Secret, desired: &DesiredSecret) -> Vec<String> {
         .collect()
 }
 
-fn metadata_up_to_date(secret: &Secret, desired: &DesiredSecret, sref_name: &str) -> bool {
+fn metadata_up_to_date(secret: &Secret, desired: &DesiredSecret, owner: &Ownership) -> bool {
     let labels = secret.metadata.labels.clone().unwrap_or_default();
     let annotations = secret.metadata.annotations.clone().unwrap_or_default();
-    is_owned_by(secret, sref_name)
+    labelled_for(secret, &owner.sref_name)
+        && annotations.get(api::OWNER_ANNOTATION) == owner.proof.as_ref()
         && annotations.get(api::DATA_HMAC_ANNOTATION) == Some(&desired.data_hmac)
         && desired.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
         && desired
@@ -188,38 +226,46 @@ pub fn field_manager(creation: CreationPolicy, sref_name: &str) -> String {
     }
 }
 
-/// The object applied with server-side apply: only the fields secretsync owns.
+/// The object applied with server-side apply: only the fields secretsync owns. Owned Secrets
+/// (`Owner`, `Orphan`) carry the ownership labels, the data HMAC and `owner`'s proof; a `Merge`
+/// target gets our keys and nothing that claims it (no label, no annotation, never `immutable`).
+/// `precondition`: the `resourceVersion` the Secret must still have ([`CREATE_ONLY`] for a new
+/// one), so that a write never lands on a Secret other than the one decided on.
 pub fn apply_object(
     desired: &DesiredSecret,
     namespace: &str,
-    sref_name: &str,
+    owner: &Ownership,
     creation: CreationPolicy,
+    precondition: Option<&str>,
 ) -> Secret {
-    let mut labels: BTreeMap<String, String> = desired.labels.clone();
-    let mut annotations: BTreeMap<String, String> = desired.annotations.clone();
-    labels.insert(api::MANAGED_BY_LABEL.into(), api::MANAGED_BY_VALUE.into());
-    if creation != CreationPolicy::Merge {
-        labels.insert(api::SECRETREF_LABEL.into(), sref_name.into());
+    let merge = creation == CreationPolicy::Merge;
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    let mut annotations: BTreeMap<String, String> = BTreeMap::new();
+    if !merge {
+        labels.extend(desired.labels.clone());
+        annotations.extend(desired.annotations.clone());
+        labels.insert(api::MANAGED_BY_LABEL.into(), api::MANAGED_BY_VALUE.into());
+        labels.insert(api::SECRETREF_LABEL.into(), owner.sref_name.clone());
         annotations.insert(api::DATA_HMAC_ANNOTATION.into(), desired.data_hmac.clone());
+        if let Some(p) = &owner.proof {
+            annotations.insert(api::OWNER_ANNOTATION.into(), p.clone());
+        }
     }
     Secret {
         metadata: ObjectMeta {
             name: Some(desired.name.clone()),
             namespace: Some(namespace.to_string()),
-            labels: Some(labels),
-            annotations: if annotations.is_empty() {
-                None
-            } else {
-                Some(annotations)
-            },
+            labels: (!labels.is_empty()).then_some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            resource_version: precondition.map(str::to_string),
             ..Default::default()
         },
-        type_: if creation == CreationPolicy::Merge {
+        type_: if merge {
             None
         } else {
             Some(desired.type_.clone())
         },
-        immutable: if desired.immutable { Some(true) } else { None },
+        immutable: (desired.immutable && !merge).then_some(true),
         data: Some(
             desired
                 .data
@@ -261,8 +307,87 @@ mod tests {
         }
     }
 
+    fn own(sref: &str) -> Ownership {
+        Ownership {
+            sref_name: sref.into(),
+            proof: Some(format!("proof-of-{sref}")),
+            claimed_in_status: false,
+        }
+    }
+
     fn secret_from(d: &DesiredSecret, sref: &str) -> Secret {
-        apply_object(d, "ns", sref, CreationPolicy::Owner)
+        apply_object(d, "ns", &own(sref), CreationPolicy::Owner, None)
+    }
+
+    /// A Secret that is not secretsync's: no ownership proof.
+    fn unowned(mut s: Secret) -> Secret {
+        if let Some(a) = s.metadata.annotations.as_mut() {
+            a.remove(api::OWNER_ANNOTATION);
+        }
+        s
+    }
+
+    #[test]
+    fn ownership_needs_the_proof_not_the_labels() {
+        let d = desired("a");
+        let s = secret_from(&d, "s");
+        assert!(own("s").owns(&s));
+        // Labels copied onto another Secret prove nothing.
+        let forged = unowned(s.clone());
+        assert!(labelled_for(&forged, "s"));
+        assert!(!own("s").owns(&forged));
+        // ... unless this SecretRef's status records the sync (Secrets of earlier versions).
+        let legacy = Ownership {
+            claimed_in_status: true,
+            ..own("s")
+        };
+        assert!(legacy.owns(&forged));
+        // A proof for another SecretRef (or uid) never matches, status or not.
+        assert!(!own("t").owns(&s));
+        assert!(
+            !Ownership {
+                claimed_in_status: true,
+                ..own("t")
+            }
+            .owns(&s)
+        );
+        // A real proof from the key binds namespace, Secret, SecretRef and uid.
+        let k = key();
+        let p = k.ownership_proof("ns", "t", "s", "uid-1");
+        assert_ne!(p, k.ownership_proof("ns", "t", "s", "uid-2"));
+        assert_ne!(p, k.ownership_proof("ns2", "t", "s", "uid-1"));
+        assert_ne!(p, key_b().ownership_proof("ns", "t", "s", "uid-1"));
+    }
+
+    fn key_b() -> HmacKey {
+        HmacKey::new(vec![4; 32])
+    }
+
+    #[test]
+    fn merge_writes_keys_and_no_marks() {
+        let mut d = desired("a");
+        d.immutable = true;
+        d.labels.insert("team".into(), "x".into());
+        let m = apply_object(&d, "ns", &own("s"), CreationPolicy::Merge, Some("7"));
+        assert!(m.metadata.labels.is_none(), "{:?}", m.metadata.labels);
+        assert!(m.metadata.annotations.is_none());
+        assert_eq!(m.immutable, None);
+        assert_eq!(m.type_, None);
+        assert_eq!(m.metadata.resource_version.as_deref(), Some("7"));
+        assert!(m.data.unwrap().contains_key("pw"));
+        let o = apply_object(
+            &d,
+            "ns",
+            &own("s"),
+            CreationPolicy::Owner,
+            Some(CREATE_ONLY),
+        );
+        assert_eq!(o.immutable, Some(true));
+        assert_eq!(o.metadata.resource_version.as_deref(), Some(CREATE_ONLY));
+        assert_eq!(
+            o.metadata.annotations.unwrap()[api::OWNER_ANNOTATION],
+            "proof-of-s"
+        );
     }
 
     #[test]
@@ -272,7 +397,7 @@ mod tests {
             decide(
                 None,
                 &d,
-                "s",
+                &own("s"),
                 CreationPolicy::Owner,
                 DriftPolicy::Revert,
                 None,
@@ -285,7 +410,7 @@ mod tests {
             decide(
                 Some(&s),
                 &d,
-                "s",
+                &own("s"),
                 CreationPolicy::Owner,
                 DriftPolicy::Revert,
                 Some(&d.data_hmac),
@@ -298,13 +423,12 @@ mod tests {
     #[test]
     fn refuses_foreign_secrets_unless_merging() {
         let d = desired("a");
-        let mut foreign = secret_from(&d, "s");
-        foreign.metadata.labels = None;
+        let foreign = unowned(secret_from(&d, "s"));
         assert!(matches!(
             decide(
                 Some(&foreign),
                 &d,
-                "s",
+                &own("s"),
                 CreationPolicy::Owner,
                 DriftPolicy::Revert,
                 None,
@@ -319,7 +443,7 @@ mod tests {
             decide(
                 Some(&foreign),
                 &d,
-                "s",
+                &own("s"),
                 CreationPolicy::Orphan,
                 DriftPolicy::Revert,
                 None,
@@ -335,7 +459,7 @@ mod tests {
             decide(
                 Some(&other),
                 &d,
-                "s",
+                &own("s"),
                 CreationPolicy::Owner,
                 DriftPolicy::Revert,
                 None,
@@ -350,7 +474,7 @@ mod tests {
             decide(
                 Some(&foreign),
                 &d,
-                "s",
+                &own("s"),
                 CreationPolicy::Merge,
                 DriftPolicy::Revert,
                 None,
@@ -370,7 +494,7 @@ mod tests {
             decide(
                 Some(&s),
                 &new,
-                "s",
+                &own("s"),
                 CreationPolicy::Owner,
                 DriftPolicy::Alert,
                 Some(&old.data_hmac),
@@ -387,7 +511,7 @@ mod tests {
             decide(
                 Some(&edited),
                 &old,
-                "s",
+                &own("s"),
                 CreationPolicy::Owner,
                 DriftPolicy::Revert,
                 Some(&old.data_hmac),
@@ -402,7 +526,7 @@ mod tests {
             decide(
                 Some(&edited),
                 &old,
-                "s",
+                &own("s"),
                 CreationPolicy::Owner,
                 DriftPolicy::Alert,
                 Some(&old.data_hmac),
@@ -417,7 +541,7 @@ mod tests {
             decide(
                 Some(&edited),
                 &old,
-                "s",
+                &own("s"),
                 CreationPolicy::Owner,
                 DriftPolicy::Ignore,
                 Some(&old.data_hmac),
@@ -441,7 +565,7 @@ mod tests {
                     decide(
                         Some(&blanked),
                         &old,
-                        "s",
+                        &own("s"),
                         CreationPolicy::Owner,
                         policy,
                         Some(&old.data_hmac),
@@ -459,7 +583,7 @@ mod tests {
             decide(
                 Some(&s),
                 &new,
-                "s",
+                &own("s"),
                 CreationPolicy::Owner,
                 DriftPolicy::Revert,
                 None,
@@ -481,7 +605,7 @@ mod tests {
             decide(
                 Some(&s),
                 &desired("b"),
-                "s",
+                &own("s"),
                 CreationPolicy::Owner,
                 DriftPolicy::Revert,
                 Some(&old.data_hmac),
@@ -498,7 +622,7 @@ mod tests {
             decide(
                 Some(&s),
                 &old,
-                "s",
+                &own("s"),
                 CreationPolicy::Owner,
                 DriftPolicy::Revert,
                 None,
@@ -547,13 +671,10 @@ mod tests {
                 let d = desired(&want);
                 let last_hmac = last.as_ref().map(|l| desired(l).data_hmac);
                 let existing = actual.as_ref().map(|a| {
-                    let mut s = secret_from(&desired(a), "s");
-                    if !owned {
-                        s.metadata.labels = None;
-                    }
-                    s
+                    let s = secret_from(&desired(a), "s");
+                    if owned { s } else { unowned(s) }
                 });
-                let dec = decide(existing.as_ref(), &d, "s", creation, drift, last_hmac.as_deref(), &k);
+                let dec = decide(existing.as_ref(), &d, &own("s"), creation, drift, last_hmac.as_deref(), &k);
                 match &existing {
                     None => prop_assert_eq!(&dec, &Decision::Create),
                     Some(_) if !owned && creation != CreationPolicy::Merge => {

@@ -774,31 +774,33 @@ impl Store {
         let Some(old) = self.get(&rid, &k) else {
             return Err(ApiError::not_found(&rt.group, &rt.plural, name));
         };
+        // The real server's wording (the registry's precondition check names the kind).
+        let precondition_failed = |message: String| {
+            ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": {message}",
+                    rt.kind
+                ),
+            )
+            .with_details(json!({"name": name, "kind": rt.kind}))
+        };
         if let Some(u) = &opts.uid
             && u != old.uid()
         {
-            return Err(ApiError::conflict(
-                &rt.group,
-                &rt.plural,
-                name,
-                &format!(
-                    "Precondition failed: UID in precondition: {u}, UID in object meta: {}",
-                    old.uid()
-                ),
-            ));
+            return Err(precondition_failed(format!(
+                "the UID in the precondition ({u}) does not match the UID in record ({}). The object might have been deleted and then recreated",
+                old.uid()
+            )));
         }
         if let Some(r) = &opts.resource_version
             && r != old.rv()
         {
-            return Err(ApiError::conflict(
-                &rt.group,
-                &rt.plural,
-                name,
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {r}, ResourceVersion in object meta: {}",
-                    old.rv()
-                ),
-            ));
+            return Err(precondition_failed(format!(
+                "the ResourceVersion in the precondition ({r}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                old.rv()
+            )));
         }
         if opts.propagation.as_deref() == Some("Orphan") {
             self.orphan_dependents(old.uid());

@@ -1969,3 +1969,90 @@ async fn harness_creates_the_namespace() {
     })
     .await;
 }
+
+/// A server-side apply carrying `metadata.resourceVersion` is conditional: on a stored object with
+/// another version it is refused with 409 Conflict (secretsync's writes rely on it: a create never
+/// overwrites a Secret that appeared after the read, an update never lands on a replaced one); on
+/// a missing object the version is ignored and the object is created. Deletes take uid and
+/// resourceVersion preconditions.
+#[tokio::test]
+async fn apply_and_delete_preconditions() {
+    conform("conf-preconditions", |t| async move {
+        let path = format!("/api/v1/namespaces/{}/secrets", t.ns);
+        let apply = |name: &str, rv: &str| {
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": name, "resourceVersion": rv}, "data": {"k": "dg=="}})
+        };
+        // Missing object: created, whatever the version says.
+        let r = req(
+            &t.client,
+            "PATCH",
+            &format!("{path}/p1?fieldManager=secretsync&force=true"),
+            APPLY,
+            Some(apply("p1", "1")),
+        )
+        .await?;
+        let created = r.ok(201)?;
+        let rv = created["metadata"]["resourceVersion"]
+            .as_str()
+            .context("resourceVersion")?
+            .to_string();
+        let uid = created["metadata"]["uid"].as_str().context("uid")?.to_string();
+        ensure!(rv != "1", "a stored object has resourceVersion {rv}");
+        // Existing object, another version: 409, nothing written.
+        req(
+            &t.client,
+            "PATCH",
+            &format!("{path}/p1?fieldManager=secretsync&force=true"),
+            APPLY,
+            Some(apply("p1", "1")),
+        )
+        .await?
+        .failure(
+            409,
+            "Conflict",
+            "Operation cannot be fulfilled on secrets \"p1\": the object has been modified; please apply your changes to the latest version and try again",
+        )?;
+        // The current version: applied.
+        req(
+            &t.client,
+            "PATCH",
+            &format!("{path}/p1?fieldManager=secretsync&force=true"),
+            APPLY,
+            Some(apply("p1", &rv)),
+        )
+        .await?
+        .ok(200)?;
+        // Delete with a stale uid or resourceVersion: 409, the object stays.
+        let stale = json!({"apiVersion": "v1", "kind": "DeleteOptions",
+                           "preconditions": {"uid": "00000000-0000-0000-0000-000000000000"}});
+        req(&t.client, "DELETE", &format!("{path}/p1"), JSON, Some(stale))
+            .await?
+            .failure(
+                409,
+                "Conflict",
+                &format!("Operation cannot be fulfilled on Secret \"p1\": the UID in the precondition (00000000-0000-0000-0000-000000000000) does not match the UID in record ({uid}). The object might have been deleted and then recreated"),
+            )?;
+        let now_rv = req(&t.client, "GET", &format!("{path}/p1"), JSON, None)
+            .await?
+            .ok(200)?["metadata"]["resourceVersion"]
+            .as_str()
+            .context("resourceVersion")?
+            .to_string();
+        let stale = json!({"apiVersion": "v1", "kind": "DeleteOptions",
+                           "preconditions": {"uid": uid, "resourceVersion": "1"}});
+        req(&t.client, "DELETE", &format!("{path}/p1"), JSON, Some(stale))
+            .await?
+            .failure(
+                409,
+                "Conflict",
+                &format!("Operation cannot be fulfilled on Secret \"p1\": the ResourceVersion in the precondition (1) does not match the ResourceVersion in record ({now_rv}). The object might have been modified"),
+            )?;
+        let exact = json!({"apiVersion": "v1", "kind": "DeleteOptions",
+                           "preconditions": {"uid": uid}});
+        let r = req(&t.client, "DELETE", &format!("{path}/p1"), JSON, Some(exact)).await?;
+        ensure!(r.code == 200, "delete with the right uid: {} {}", r.code, r.body);
+        Ok(())
+    })
+    .await;
+}
