@@ -61,6 +61,11 @@ struct ReadyLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabel {
     provider: String,
     result: String,
@@ -82,6 +87,7 @@ pub struct Metrics {
     nearest_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
     audit_errors: Gauge,
     throttles: Counter,
+    event_write_failures: Family<EventReasonLabel, Counter>,
     ready_state: std::sync::Mutex<(
         std::collections::HashMap<String, bool>,
         std::collections::HashMap<String, i64>,
@@ -169,8 +175,15 @@ impl Default for Metrics {
             "Provider answers that asked us to slow down",
             throttles.clone(),
         );
+        let event_write_failures = Family::<EventReasonLabel, Counter>::default();
+        registry.register(
+            "event_write_failures",
+            "Kubernetes Events the API server refused or that could not be sent, by event reason",
+            event_write_failures.clone(),
+        );
         Self {
             registry,
+            event_write_failures,
             reconciles,
             reconcile_duration,
             provider_reads,
@@ -254,6 +267,15 @@ impl Metrics {
         self.restarts
             .get_or_create(&KindLabel {
                 kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts an event write that failed (`reason`: the event's own reason, a fixed set).
+    pub fn event_write_failed(&self, reason: &str) {
+        self.event_write_failures
+            .get_or_create(&EventReasonLabel {
+                reason: reason.to_string(),
             })
             .inc();
     }

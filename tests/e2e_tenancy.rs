@@ -308,7 +308,17 @@ async fn namespaced_stores_and_credentials_never_cross_namespaces() {
         ),
     )
     .await;
-    stores.extend(["ambient", "file-path"]);
+    // 6b. A tenant AWS store without credentials: the controller's own AWS identity (the SDK
+    // default chain), which only cluster stores and stores in the controller's namespace may use.
+    env.apply::<SecretStore>(
+        "aws-ambient",
+        store(
+            "aws-ambient",
+            json!({"aws": {"region": "eu-central-1", "endpoint": "http://127.0.0.1:1"}}),
+        ),
+    )
+    .await;
+    stores.extend(["ambient", "aws-ambient", "file-path"]);
     for st in &stores {
         env.secretref(&format!("use-{st}"), data(st)).await;
     }
@@ -347,6 +357,7 @@ async fn namespaced_stores_and_credentials_never_cross_namespaces() {
         }
     }
     exploits.push(x("use-ambient", "InvalidStoreConfig"));
+    exploits.push(x("use-aws-ambient", "InvalidStoreConfig"));
     exploits.push(x("use-file-path", "InvalidStoreConfig"));
     if target_slash {
         exploits.push(x("target-slash", "InvalidSpec"));
@@ -585,6 +596,24 @@ async fn targets_and_templates_cannot_escape() {
     .await;
     env.secretref("hijack", with(json!({"name": "team-b-db"})))
         .await;
+    // 20b. Forging ownership through a Merge's labels (a real API server's CEL rule refuses it at
+    // once), then a Delete SecretRef claiming the Secret: neither may mark, take or delete it.
+    let forge = admitted(
+        env,
+        "forge-merge",
+        env.try_secretref(
+            "forge-merge",
+            with(json!({"name": "team-b-db", "creationPolicy": "Merge",
+                        "labels": {"app.kubernetes.io/managed-by": "secretsync", "secretsync.io/secretref": "deleter"}})),
+        )
+        .await,
+        "spec.target.labels",
+    );
+    env.secretref(
+        "deleter",
+        with(json!({"name": "team-b-db", "deletionPolicy": "Delete"})),
+    )
+    .await;
     // 21.–27. Templates that try to read files, the API, the network, or run away.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -626,7 +655,11 @@ async fn targets_and_templates_cannot_escape() {
     let mut exploits = vec![
         x("sa-token-merge", "TargetTypeMismatch"),
         x("hijack", "TargetConflict"),
+        x("deleter", "TargetConflict"),
     ];
+    if forge {
+        exploits.push(x("forge-merge", "InvalidSpec"));
+    }
     if sa_type {
         exploits.push(x("sa-token-type", "InvalidSpec"));
     }
@@ -683,6 +716,21 @@ async fn targets_and_templates_cannot_escape() {
     assert_eq!(
         decoded(&env.secret("team-b-db").await.unwrap())["password"],
         "team-b-value"
+    );
+    // The Delete SecretRef goes: the Secret it claimed stays, its labels untouched.
+    env.api::<secretsync::api::SecretRef>()
+        .delete("deleter", &DeleteParams::default())
+        .await
+        .unwrap();
+    common::eventually(Duration::from_secs(20), "deleter gone", || async {
+        env.sref("deleter").await.is_none().then_some(())
+    })
+    .await;
+    let tb = env.secret("team-b-db").await.expect("team-b-db survives");
+    assert_eq!(decoded(&tb)["password"], "team-b-value");
+    assert_eq!(
+        tb.metadata.labels.unwrap_or_default()["secretsync.io/secretref"],
+        "team-b"
     );
     assert!(env.secret("sa-token").await.is_none());
     for (name, _) in &templates {

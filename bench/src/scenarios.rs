@@ -622,6 +622,121 @@ pub async fn aws_run(cfg: &Config) -> anyhow::Result<Vec<RunFigures>> {
     Ok(runs)
 }
 
+/// A Vault KV v2 endpoint that answers every read with a `size`-byte value (an attacker's store):
+/// token lookups succeed, `GET /v1/secret/data/<key>` returns `{"data":{"data":{"v":"xxx…"}}}`.
+async fn oversized_vault(size: usize) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let body = std::sync::Arc::new(
+        json!({"data": {"data": {"v": "x".repeat(size)}, "metadata": {"version": 1}}})
+            .to_string()
+            .into_bytes(),
+    );
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                let lookup = text.contains("/v1/auth/token/lookup-self");
+                let out: &[u8] = if lookup {
+                    br#"{"data":{"ttl":0,"renewable":false}}"#
+                } else {
+                    &body
+                };
+                let hdr = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    out.len()
+                );
+                let _ = sock.write_all(hdr.as_bytes()).await;
+                let _ = sock.write_all(out).await;
+            });
+        }
+    });
+    Ok((url, task))
+}
+
+/// DESIGN §2.8 under attack: one tenant SecretRef naming twelve keys whose values are 6 MB each
+/// (the answers are cut off while read, the reconcile stops at the Secret limit, nothing is cached).
+/// Figures: the operator's peak RSS before and after several rounds of the attack.
+pub async fn attack_run(cfg: &Config, ticks: f64) -> anyhow::Result<RunFigures> {
+    let dir = workdir(cfg, "attack")?;
+    let (vault, server) = oversized_vault(6 << 20).await?;
+    let emu = EmulatorProc::start(&cfg.emulator, &cfg.repo.join("crds"), &dir)?;
+    let k = Kapi::new(&emu.url)?;
+    let ns = "bench-attack";
+    create_namespaces(&k, &[ns.to_string(), objects::CONTROLLER_NS.to_string()]).await?;
+    k.create(&json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "vault-token", "namespace": ns}, "stringData": {"token": "t"}}))
+        .await?;
+    k.create(
+        &json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretStore",
+        "metadata": {"name": "vault", "namespace": ns},
+        "spec": {"provider": {"vault": {"server": vault, "path": "secret", "version": "v2",
+            "auth": {"token": {"secretRef": {"name": "vault-token", "key": "token"}}}}}}}),
+    )
+    .await?;
+    k.create(&objects::fake_store(ns, 1, "1h")).await?;
+    k.create(&objects::fake_secretref(ns, "sr-0", 1)).await?;
+    let mut op = Operator::start(
+        &cfg.operator,
+        &emu.kubeconfig,
+        &dir,
+        "attack",
+        &cfg.operator_args,
+    )?;
+    op.wait_metrics(Duration::from_secs(60), "the first sync", |m| {
+        m.ready() >= 1
+    })
+    .await?;
+    tokio::time::sleep(cfg.settle).await;
+    let before = op.sample(ticks)?.hwm_kib;
+    let data: Vec<Value> = (0..12)
+        .map(|i| json!({"secretKey": format!("k{i}"), "remoteRef": {"key": format!("big/{i}"), "property": "v"}}))
+        .collect();
+    k.create(
+        &json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretRef",
+        "metadata": {"name": "attack", "namespace": ns},
+        "spec": {"storeRef": {"name": "vault"}, "refreshInterval": "5s", "data": data}}),
+    )
+    .await?;
+    log("attack: 12 values of 6 MB behind one SecretRef; 30 s of refreshes and backoff steps");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let after = op.sample(ticks)?.hwm_kib;
+    let sref = k
+        .get(&format!(
+            "/apis/secretsync.io/v1alpha1/namespaces/{ns}/secretrefs/attack"
+        ))
+        .await?;
+    let reason = sref["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["reason"].as_str())
+        .unwrap_or("")
+        .to_string();
+    if reason != "SecretTooLarge" {
+        bail!("the attack SecretRef is {reason:?}, not SecretTooLarge");
+    }
+    op.stop(Duration::from_secs(10));
+    server.abort();
+    drop(emu);
+    let mut f = RunFigures::new();
+    f.insert(
+        "attack_growth_mib".into(),
+        after.saturating_sub(before) as f64 / 1024.0,
+    );
+    f.insert("attack_peak_mib".into(), after as f64 / 1024.0);
+    Ok(f)
+}
+
 /// A seeded emulator for manual profiling: prints its kubeconfig and holds until stdin closes
 /// (or `hold`).
 pub async fn hold_env(cfg: &Config, hold: Duration) -> anyhow::Result<()> {
@@ -681,6 +796,9 @@ pub async fn run_all(cfg: &Config) -> anyhow::Result<Vec<RunFigures>> {
         if cfg.wants("controller") {
             let f = controller_run(cfg, r, &exe, &base, ticks).await?;
             runs[r].extend(f);
+        }
+        if cfg.wants("attack") {
+            runs[r].extend(attack_run(cfg, ticks).await?);
         }
     }
     Ok(runs)

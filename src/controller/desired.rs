@@ -210,8 +210,9 @@ pub fn build(
                     return Err(err(
                         "InvalidSecretKey",
                         field,
+                        // The property's name is part of the value: never quoted.
                         format!(
-                            "remote key {:?} has a property {k:?} that is not a valid Secret key",
+                            "remote key {:?} has a property whose name is not a valid Secret key (letters, digits, '-', '_', '.')",
                             ex.key
                         ),
                     ));
@@ -488,6 +489,28 @@ mod tests {
         .unwrap();
         assert_eq!(d.data.keys().collect::<Vec<_>>(), vec!["url"]);
         assert_eq!(d.data["url"].expose(), b"pg://u:pw@h");
+    }
+
+    #[test]
+    fn extract_never_quotes_property_names_of_the_value() {
+        let mut s = spec(vec![]);
+        s.data_from = vec![DataFrom {
+            extract: Some(RemoteRefSpec {
+                key: "/db".into(),
+                ..Default::default()
+            }),
+            find: None,
+        }];
+        let e = build(
+            "x",
+            &s,
+            &answers(&[("/db", r#"{"ok":"1","hunter2 is the password":"x"}"#, "1")]),
+            &key(),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, "InvalidSecretKey");
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
+        assert!(e.message.contains("/db"), "{}", e.message);
     }
 
     #[test]

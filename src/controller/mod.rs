@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod desired;
+pub mod events;
 pub mod fold;
 pub mod lanes;
 pub mod leader;

@@ -755,16 +755,34 @@ fn rotation_note(tname: &str, old: &SecretRefStatus, desired: &DesiredSecret) ->
         .map(|k| k.secret_key.as_str())
         .filter(|k| !desired.data.contains_key(*k))
         .collect();
+    // Counts first, then as many names as the event note has room for (DESIGN §2.10).
+    let budget = super::events::NOTE_LIMIT - 200 - tname.len();
     let mut note = format!(
-        "Secret {tname:?} rotated: {}",
+        "Secret {tname:?} rotated: {} key(s) changed{}",
+        changed.len(),
         if changed.is_empty() {
-            "-".into()
+            String::new()
         } else {
-            changed.join(", ")
+            format!(
+                ": {}",
+                super::events::summarize(
+                    &changed,
+                    if removed.is_empty() {
+                        budget
+                    } else {
+                        budget / 2
+                    }
+                )
+            )
         }
     );
     if !removed.is_empty() {
-        note.push_str(&format!("; removed keys: {}", removed.join(", ")));
+        let removed: Vec<String> = removed.iter().map(|k| k.to_string()).collect();
+        note.push_str(&format!(
+            "; {} key(s) removed: {}",
+            removed.len(),
+            super::events::summarize(&removed, budget / 2)
+        ));
     }
     note
 }
@@ -828,6 +846,9 @@ fn schedule_next(ctx: &Context, sref: &SecretRef, key: &str, interval: Duration)
     Action::requeue(wait)
 }
 
+/// Reads sent at once by one reconcile (more for providers that batch, see [`fetch_all`]).
+const READ_PART: usize = 4;
+
 /// The reads of one reconcile. `Err((e, true))`: every read said not found (counts toward deletion);
 /// store denials and search failures never do.
 async fn fetch_all(
@@ -874,7 +895,29 @@ async fn fetch_all(
             .check_key(&ns, &r.key)
             .map_err(|e| no_count(e.into()))?;
     }
-    let results = ctx.fetcher.get_many(&store.handle, &reads, max_age).await;
+    // Read in parts and stop once the answers pass the Secret limit (DESIGN §2.8): a SecretRef
+    // naming many large values never makes the controller hold much more than the limit.
+    let part = store.handle.provider.max_batch().max(READ_PART);
+    let mut results = Vec::with_capacity(reads.len());
+    let mut total = 0usize;
+    for chunk in reads.chunks(part) {
+        if total > api::MAX_SECRET_BYTES {
+            results.extend(chunk.iter().map(|r| {
+                Err(ProviderError::TooLarge {
+                    key: Some(r.key.clone()),
+                    limit: api::MAX_SECRET_BYTES,
+                })
+            }));
+            continue;
+        }
+        let answers = ctx.fetcher.get_many(&store.handle, chunk, max_age).await;
+        total += answers
+            .iter()
+            .filter_map(|a| a.as_ref().ok())
+            .map(|v| v.value.len())
+            .sum::<usize>();
+        results.extend(answers);
+    }
     for (r, res) in reads.iter().zip(&results) {
         let mut rec = audit_record(
             ctx,
@@ -1100,9 +1143,7 @@ async fn publish(
         action: action.into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder().publish(&ev, &sref.object_ref(&())).await {
-        debug!(error = %kube_error_summary(&e), "publishing event failed");
-    }
+    super::events::publish(&ctx.recorder(), &ctx.metrics, &ev, &sref.object_ref(&())).await;
 }
 
 /// The SecretRef goes. `Delete`: its Secret goes with it. Otherwise the Secret stays and secretsync

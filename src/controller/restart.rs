@@ -273,9 +273,10 @@ impl Restarter {
                             action: "Restart".into(),
                             secondary: None,
                         };
-                        let _ = ctx.recorder().publish(&ev, &wref).await;
+                        let recorder = ctx.recorder();
+                        super::events::publish(&recorder, &ctx.metrics, &ev, &wref).await;
                         for sref in &pending.requested_by {
-                            let _ = ctx.recorder().publish(&ev, sref).await;
+                            super::events::publish(&recorder, &ctx.metrics, &ev, sref).await;
                         }
                     }
                     Ok(false) => {

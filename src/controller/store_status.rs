@@ -1,7 +1,7 @@
 //! The `Ready` condition of SecretStores and ClusterSecretStores: credentials valid and provider
 //! reachable, checked when a store changes and every few minutes. Written only when it changes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,7 +52,90 @@ fn next_status(
     st
 }
 
-/// Validates stores on change (polled from the reflectors every 2 s) and every [`PERIOD`].
+/// Store checks running at once.
+pub const CONCURRENT_CHECKS: usize = 8;
+/// The longest one store check may take (its provider's own timeouts are shorter); past it the store
+/// is reported unavailable and checked again on its schedule.
+pub const CHECK_DEADLINE: Duration = Duration::from_secs(20);
+
+/// One store to check.
+enum Check {
+    Namespaced(Arc<SecretStore>),
+    Cluster(Arc<ClusterSecretStore>),
+}
+
+impl Check {
+    fn key(&self) -> String {
+        match self {
+            Check::Namespaced(s) => format!(
+                "SecretStore/{}/{}",
+                s.namespace().unwrap_or_default(),
+                s.name_any()
+            ),
+            Check::Cluster(s) => format!("ClusterSecretStore/{}", s.name_any()),
+        }
+    }
+
+    fn generation(&self) -> Option<i64> {
+        match self {
+            Check::Namespaced(s) => s.metadata.generation,
+            Check::Cluster(s) => s.metadata.generation,
+        }
+    }
+
+    /// Checks the store (within [`CHECK_DEADLINE`]) and writes its status if it changed.
+    async fn run(&self, ctx: &Context) {
+        let name = match self {
+            Check::Namespaced(s) => s.name_any(),
+            Check::Cluster(s) => s.name_any(),
+        };
+        let check = async {
+            match self {
+                Check::Namespaced(s) => ctx.stores.check_store(s).await,
+                Check::Cluster(s) => ctx.stores.check_cluster_store(s).await,
+            }
+        };
+        let res = tokio::time::timeout(CHECK_DEADLINE, check)
+            .await
+            .unwrap_or_else(|_| {
+                Err(super::stores::StoreError::Unavailable {
+                    store: name.clone(),
+                    message: format!(
+                        "checking the store took longer than {}s",
+                        CHECK_DEADLINE.as_secs()
+                    ),
+                })
+            });
+        if res.is_ok() {
+            ctx.wake_store(&self.key());
+        }
+        match self {
+            Check::Namespaced(s) => {
+                let st = next_status(s.status.as_ref(), s.metadata.generation, &res);
+                if Some(&st) != s.status.as_ref() {
+                    let api = Api::<SecretStore>::namespaced(
+                        ctx.client.clone(),
+                        &s.namespace().unwrap_or_default(),
+                    );
+                    write_status(api, &name, "SecretStore", &st).await;
+                }
+            }
+            Check::Cluster(s) => {
+                let st = next_status(s.status.as_ref(), s.metadata.generation, &res);
+                if Some(&st) != s.status.as_ref() {
+                    let api = Api::<ClusterSecretStore>::all(ctx.client.clone());
+                    write_status(api, &name, "ClusterSecretStore", &st).await;
+                }
+            }
+        }
+    }
+}
+
+type Checked = Arc<std::sync::Mutex<HashMap<String, (Option<i64>, tokio::time::Instant)>>>;
+
+/// Validates stores on change (polled from the reflectors every 2 s) and every [`PERIOD`]. Checks
+/// run concurrently ([`CONCURRENT_CHECKS`]), each within [`CHECK_DEADLINE`]: one tenant's slow
+/// endpoint never delays the checks of other stores.
 pub async fn run(
     ctx: Arc<Context>,
     stores: Store<SecretStore>,
@@ -60,68 +143,51 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut checked: HashMap<String, (Option<i64>, tokio::time::Instant)> = HashMap::new();
+    let checked: Checked = Arc::default();
+    let in_flight: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CHECKS));
     loop {
+        // Deleted stores and replaced store configurations: their providers and cached answers go.
+        ctx.fetcher.forget_stores(&ctx.stores.sweep());
         if ctx.may_write() {
             let failing = ctx.failing_stores();
-            for s in stores.state() {
-                let key = format!(
-                    "SecretStore/{}/{}",
-                    s.namespace().unwrap_or_default(),
-                    s.name_any()
+            let candidates = stores
+                .state()
+                .into_iter()
+                .map(Check::Namespaced)
+                .chain(cluster.state().into_iter().map(Check::Cluster));
+            for c in candidates {
+                let key = c.key();
+                let is_due = {
+                    let done = checked.lock().unwrap_or_else(|p| p.into_inner());
+                    due(&done, &key, c.generation(), failing.contains(&key))
+                };
+                if !is_due
+                    || !in_flight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key.clone())
+                {
+                    continue;
+                }
+                let (ctx, checked, in_flight, slots) = (
+                    ctx.clone(),
+                    checked.clone(),
+                    in_flight.clone(),
+                    slots.clone(),
                 );
-                if !due(
-                    &checked,
-                    &key,
-                    s.metadata.generation,
-                    failing.contains(&key),
-                ) {
-                    continue;
-                }
-                let res = ctx.stores.check_store(&s).await;
-                if res.is_ok() {
-                    ctx.wake_store(&key);
-                }
-                let st = next_status(s.status.as_ref(), s.metadata.generation, &res);
-                if Some(&st) != s.status.as_ref() {
-                    write_status(
-                        Api::<SecretStore>::namespaced(
-                            ctx.client.clone(),
-                            &s.namespace().unwrap_or_default(),
-                        ),
-                        &s.name_any(),
-                        "SecretStore",
-                        &st,
-                    )
-                    .await;
-                }
-                checked.insert(key, (s.metadata.generation, tokio::time::Instant::now()));
-            }
-            for s in cluster.state() {
-                let key = format!("ClusterSecretStore/{}", s.name_any());
-                if !due(
-                    &checked,
-                    &key,
-                    s.metadata.generation,
-                    failing.contains(&key),
-                ) {
-                    continue;
-                }
-                let res = ctx.stores.check_cluster_store(&s).await;
-                if res.is_ok() {
-                    ctx.wake_store(&key);
-                }
-                let st = next_status(s.status.as_ref(), s.metadata.generation, &res);
-                if Some(&st) != s.status.as_ref() {
-                    write_status(
-                        Api::<ClusterSecretStore>::all(ctx.client.clone()),
-                        &s.name_any(),
-                        "ClusterSecretStore",
-                        &st,
-                    )
-                    .await;
-                }
-                checked.insert(key, (s.metadata.generation, tokio::time::Instant::now()));
+                tokio::spawn(async move {
+                    let _slot = slots.acquire_owned().await;
+                    c.run(&ctx).await;
+                    checked
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key.clone(), (c.generation(), tokio::time::Instant::now()));
+                    in_flight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                });
             }
         }
         tokio::select! {

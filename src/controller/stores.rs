@@ -169,6 +169,9 @@ pub struct StoreResolver {
     stores: Store<SecretStore>,
     cluster_stores: Store<ClusterSecretStore>,
     cache: Mutex<HashMap<String, CachedProvider>>,
+    /// Handles replaced or dropped since the last [`StoreResolver::sweep`] (their cached answers
+    /// are to be dropped too).
+    retired: Mutex<Vec<Arc<str>>>,
 }
 
 impl StoreResolver {
@@ -191,7 +194,43 @@ impl StoreResolver {
             stores,
             cluster_stores,
             cache: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Forgets the providers of stores that no longer exist, and returns the identities of every
+    /// provider dropped or replaced since the last call, so the fetch layer can drop their cached
+    /// answers: memory follows the stores that exist, not every store that ever did.
+    pub fn sweep(&self) -> Vec<Arc<str>> {
+        let exists = |key: &str| match key.split('/').collect::<Vec<_>>()[..] {
+            ["SecretStore", ns, name] => {
+                self.stores.get(&ObjectRef::new(name).within(ns)).is_some()
+            }
+            ["ClusterSecretStore", name] => {
+                self.cluster_stores.get(&ObjectRef::new(name)).is_some()
+            }
+            _ => false,
+        };
+        let mut retired =
+            std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()));
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, c| {
+                let keep = exists(key);
+                if !keep {
+                    retired.push(c.handle.id.clone());
+                }
+                keep
+            });
+        retired
+    }
+
+    fn retire(&self, id: Arc<str>) {
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(id);
     }
 
     /// Resolves the store of `sref` and checks that its namespace may use it.
@@ -396,11 +435,14 @@ impl StoreResolver {
         let (provider, extra_fp) = match built {
             Ok(b) => b,
             Err(e) => {
-                if !matches!(e, StoreError::Unavailable { .. }) {
-                    self.cache
+                if !matches!(e, StoreError::Unavailable { .. })
+                    && let Some(old) = self
+                        .cache
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .remove(cache_key);
+                        .remove(cache_key)
+                {
+                    self.retire(old.handle.id);
                 }
                 return Err(e);
             }
@@ -427,14 +469,17 @@ impl StoreResolver {
             provider,
             limiter,
         };
-        cache.insert(
+        if let Some(old) = cache.insert(
             cache_key.to_string(),
             CachedProvider {
                 fingerprint,
                 checked: Instant::now(),
                 handle: handle.clone(),
             },
-        );
+        ) {
+            drop(cache);
+            self.retire(old.handle.id);
+        }
         Ok(handle)
     }
 

@@ -280,13 +280,90 @@ impl VersionSelector {
 }
 
 /// The SDK HTTP client: hyper + rustls with ring, system roots (`SSL_CERT_FILE` honoured); also
-/// serves plain `http://` for loopback endpoints.
+/// serves plain `http://` for loopback endpoints. Every answer is cut off at [`MAX_ANSWER_BYTES`]
+/// while it is read.
 pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
+    let inner = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
         ))
-        .build_https()
+        .build_https();
+    aws_smithy_runtime_api::client::http::SharedHttpClient::new(CappedClient {
+        inner,
+        limit: MAX_ANSWER_BYTES,
+    })
+}
+
+/// The largest AWS answer read: a `BatchGetSecretValue` of 20 values of the 64 KiB maximum, with
+/// room for JSON escaping and metadata. (Secrets Manager never holds more; an endpoint that answers
+/// more — a tenant's `endpoint` — is cut off while it is read.)
+pub const MAX_ANSWER_BYTES: usize = 3 << 20;
+
+/// The error of an answer cut off at its limit (found in the SDK error's source chain).
+#[derive(Debug)]
+struct AnswerTooLarge(usize);
+
+impl std::fmt::Display for AnswerTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the answer is larger than {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for AnswerTooLarge {}
+
+/// An HTTP client whose answers are read whole, up to `limit` bytes, before the SDK sees them.
+#[derive(Debug, Clone)]
+struct CappedClient {
+    inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    limit: usize,
+}
+
+impl aws_smithy_runtime_api::client::http::HttpClient for CappedClient {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        aws_smithy_runtime_api::client::http::SharedHttpConnector::new(CappedConnector {
+            inner: self.inner.http_connector(settings, components),
+            limit: self.limit,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct CappedConnector {
+    inner: aws_smithy_runtime_api::client::http::SharedHttpConnector,
+    limit: usize,
+}
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for CappedConnector {
+    fn call(
+        &self,
+        request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        use http_body_util::BodyExt;
+        let answer = self.inner.call(request);
+        let limit = self.limit;
+        aws_smithy_runtime_api::client::http::HttpConnectorFuture::new(async move {
+            let mut resp = answer.await?;
+            let mut body = resp.take_body();
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(ConnectorError::io)?;
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > limit {
+                        zeroize::Zeroize::zeroize(&mut buf);
+                        return Err(ConnectorError::other(Box::new(AnswerTooLarge(limit)), None));
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+            *resp.body_mut() = aws_smithy_types::body::SdkBody::from(buf);
+            Ok(resp)
+        })
+    }
 }
 
 /// Whether a read is of the current version (batchable).
@@ -922,6 +999,15 @@ where
         code: None,
     };
     let what = key.map(|k| format!(" reading {k:?}")).unwrap_or_default();
+    if let Some(t) = find_source::<AnswerTooLarge>(e) {
+        return Failure {
+            err: ProviderError::TooLarge {
+                key: key.map(str::to_string),
+                limit: t.0,
+            },
+            code: None,
+        };
+    }
     match e {
         SdkError::ServiceError(se) => {
             let raw = se.raw();

@@ -95,6 +95,9 @@ pub struct FetchSettings {
     pub refresh_ahead: bool,
     /// Cached answers nobody asked for in this long are dropped.
     pub idle_ttl: Duration,
+    /// Most bytes of values the cache holds; beyond, the least recently asked-for answers go
+    /// (they are read again when asked for).
+    pub max_cached_bytes: usize,
 }
 
 impl Default for FetchSettings {
@@ -104,6 +107,7 @@ impl Default for FetchSettings {
             retry: RetryPolicy::default(),
             refresh_ahead: true,
             idle_ttl: Duration::from_secs(26 * 3600),
+            max_cached_bytes: 64 << 20,
         }
     }
 }
@@ -168,6 +172,8 @@ struct Collecting {
 #[derive(Default)]
 struct State {
     cache: HashMap<Key, Cached>,
+    /// Bytes of the values in `cache`.
+    cached_bytes: usize,
     inflight: HashMap<Key, Pending>,
     /// Batches still collecting or not yet started, by id.
     batches: HashMap<u64, Collecting>,
@@ -184,9 +190,51 @@ struct Inner {
     observer: OnceLock<Arc<dyn CallObserver>>,
 }
 
-/// Answer cache, in-flight table and batcher, shared by all reconciles.
+/// Answer cache, in-flight table and batcher, shared by all reconciles (cheap to clone).
+#[derive(Clone)]
 pub struct Fetcher {
     inner: Arc<Inner>,
+}
+
+/// What one cached answer costs (its value and its key).
+fn entry_bytes(k: &Key, c: &Cached) -> usize {
+    c.value.value.len() + k.0.len() + k.1.key.len()
+}
+
+impl State {
+    /// Caches an answer, then evicts the least recently asked-for answers beyond `max_bytes`.
+    fn cache_answer(&mut self, k: Key, c: Cached, max_bytes: usize) {
+        self.cached_bytes += entry_bytes(&k, &c);
+        if let Some(old) = self.cache.insert(k.clone(), c) {
+            self.cached_bytes = self.cached_bytes.saturating_sub(entry_bytes(&k, &old));
+        }
+        if self.cached_bytes > max_bytes {
+            let mut by_use: Vec<(Instant, Key)> = self
+                .cache
+                .iter()
+                .map(|(k, c)| (c.used, k.clone()))
+                .collect();
+            by_use.sort();
+            for (_, k) in by_use {
+                if self.cached_bytes <= max_bytes * 3 / 4 {
+                    break;
+                }
+                self.uncache(&k);
+            }
+        }
+    }
+
+    fn uncache(&mut self, k: &Key) {
+        if let Some(old) = self.cache.remove(k) {
+            self.cached_bytes = self.cached_bytes.saturating_sub(entry_bytes(k, &old));
+        }
+    }
+
+    /// Keeps the answers `keep` says yes to.
+    fn retain_answers(&mut self, keep: impl Fn(&Key, &Cached) -> bool) {
+        self.cache.retain(|k, c| keep(k, c));
+        self.cached_bytes = self.cache.iter().map(|(k, c)| entry_bytes(k, c)).sum();
+    }
 }
 
 impl Default for Fetcher {
@@ -296,6 +344,15 @@ impl Fetcher {
                 elapsed: started.elapsed(),
             });
             let e = match r {
+                Ok(v) if v.len() > super::MAX_FIND_RESULTS => {
+                    return Err(ProviderError::InvalidConfig {
+                        message: format!(
+                            "find matched {} keys, more than {}: narrow it (path, name.regexp, tags)",
+                            v.len(),
+                            super::MAX_FIND_RESULTS
+                        ),
+                    });
+                }
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
@@ -318,15 +375,28 @@ impl Fetcher {
 
     /// Drops cached answers of stores other than the given live ones (bounded memory).
     pub fn retain_stores(&self, live: &dyn Fn(&str) -> bool) {
-        lock(&self.inner.state).cache.retain(|(id, _), _| live(id));
+        lock(&self.inner.state).retain_answers(|(id, _), _| live(id));
+    }
+
+    /// Drops the cached answers of these store generations (deleted stores, replaced
+    /// configurations: see [`StoreHandle::id`]).
+    pub fn forget_stores(&self, ids: &[Arc<str>]) {
+        if ids.is_empty() {
+            return;
+        }
+        lock(&self.inner.state).retain_answers(|(id, _), _| !ids.contains(id));
     }
 
     /// Drops cached answers older than `max_age`.
     pub fn expire(&self, max_age: Duration) {
         let now = Instant::now();
         lock(&self.inner.state)
-            .cache
-            .retain(|_, c| now.saturating_duration_since(c.at) <= max_age);
+            .retain_answers(|_, c| now.saturating_duration_since(c.at) <= max_age);
+    }
+
+    /// Bytes of the values cached (all stores).
+    pub fn cached_bytes(&self) -> usize {
+        lock(&self.inner.state).cached_bytes
     }
 
     /// Provider calls made so far (every read batch call, retries included, plus searches).
@@ -374,8 +444,7 @@ impl Inner {
         }
         st.last_sweep = Some(now);
         let ttl = self.settings.idle_ttl;
-        st.cache
-            .retain(|_, c| now.saturating_duration_since(c.used) <= ttl);
+        st.retain_answers(|_, c| now.saturating_duration_since(c.used) <= ttl);
     }
 
     /// Adds a miss to the store's open batch (opening one, and starting its driver, if needed).
@@ -518,6 +587,8 @@ impl Inner {
                     st.inflight.remove(&k);
                 }
                 match res {
+                    // Nothing larger than a Secret can hold is ever kept.
+                    Ok(v) if v.value.len() > crate::api::MAX_SECRET_BYTES => st.uncache(&k),
                     Ok(v) => {
                         let old = st.cache.get(&k).map(|c| (c.used, c.gaps));
                         let (used, gaps) = match old {
@@ -525,7 +596,7 @@ impl Inner {
                             Some((_, gaps)) => (now, gaps),
                             None => (now, [None, None]),
                         };
-                        st.cache.insert(
+                        st.cache_answer(
                             k,
                             Cached {
                                 at: now,
@@ -533,12 +604,11 @@ impl Inner {
                                 gaps,
                                 value: v.clone(),
                             },
+                            this.settings.max_cached_bytes,
                         );
                     }
                     // An authoritative answer replaces what was cached; a transient one does not.
-                    Err(e) if !e.is_retryable() => {
-                        st.cache.remove(&k);
-                    }
+                    Err(e) if !e.is_retryable() => st.uncache(&k),
                     Err(_) => {}
                 }
             }

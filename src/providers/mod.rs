@@ -159,7 +159,23 @@ pub enum ProviderError {
         /// What is wrong.
         message: String,
     },
+    /// An answer larger than a Secret can ever hold: cut off while it was read, never kept.
+    #[error("the answer{} is larger than {limit} bytes (a Kubernetes Secret holds at most 1 MiB)", key.as_ref().map(|k| format!(" for remote key {k:?}")).unwrap_or_default())]
+    TooLarge {
+        /// The remote key, if the answer was about one.
+        key: Option<String>,
+        /// The limit that was passed.
+        limit: usize,
+    },
 }
+
+/// The largest answer read for one value: the Kubernetes Secret limit plus room for the
+/// provider's envelope (JSON, metadata). Longer answers are cut off while they are read
+/// ([`ProviderError::TooLarge`]), so no tenant can make the controller hold more.
+pub const MAX_ANSWER_BYTES: usize = crate::api::MAX_SECRET_BYTES + 64 * 1024;
+
+/// Most keys one `find` may match; more is an error (narrow the search).
+pub const MAX_FIND_RESULTS: usize = 1000;
 
 impl ProviderError {
     /// A stable category: used as condition reason, event reason and metric label.
@@ -171,6 +187,18 @@ impl ProviderError {
             Self::Transient { .. } => "ProviderUnavailable",
             Self::InvalidResponse { .. } => "InvalidRemoteValue",
             Self::InvalidConfig { .. } => "InvalidStoreConfig",
+            Self::TooLarge { .. } => "SecretTooLarge",
+        }
+    }
+
+    /// The error, naming `key` where it did not name a key yet.
+    pub fn for_key(self, key: &str) -> Self {
+        match self {
+            Self::TooLarge { key: None, limit } => Self::TooLarge {
+                key: Some(key.to_string()),
+                limit,
+            },
+            other => other,
         }
     }
 

@@ -90,8 +90,9 @@ pub const LOGIN_RETRY: Duration = Duration::from_secs(5);
 pub const FORCED_RELOGIN_INTERVAL: Duration = Duration::from_secs(60);
 /// Most characters of Vault's error text quoted in a message.
 pub const MAX_ERROR_TEXT: usize = 200;
-/// Largest response body accepted.
-const MAX_BODY: usize = 8 << 20;
+/// Largest response body read: the shared answer limit (a value a Secret can hold, plus the JSON
+/// around it), cut off while reading.
+const MAX_BODY: usize = super::MAX_ANSWER_BYTES;
 /// Concurrent reads inside one `get_many`.
 const READ_CONCURRENCY: usize = 4;
 
@@ -543,9 +544,9 @@ impl VaultProvider {
             match resp.chunk().await {
                 Ok(Some(c)) => {
                     if body.len() + c.len() > MAX_BODY {
-                        return Err(ProviderError::InvalidResponse {
-                            key: api_path.to_string(),
-                            message: format!("response larger than {MAX_BODY} bytes"),
+                        return Err(ProviderError::TooLarge {
+                            key: None,
+                            limit: MAX_BODY,
                         });
                     }
                     body.extend_from_slice(&c);
@@ -855,7 +856,10 @@ impl VaultProvider {
             })?;
             query.push(("version", n.to_string()));
         }
-        let a = self.call(Method::GET, &path, &query).await?;
+        let a = self
+            .call(Method::GET, &path, &query)
+            .await
+            .map_err(|e| e.for_key(key))?;
         if !(a.status.is_success() || a.status == StatusCode::NOT_FOUND) {
             return Err(self.classify(&a, key));
         }
@@ -944,7 +948,10 @@ impl VaultProvider {
             });
         }
         let path = format!("{}/{}", self.mount, encode_path("remote key", key)?);
-        let a = self.call(Method::GET, &path, &[]).await?;
+        let a = self
+            .call(Method::GET, &path, &[])
+            .await
+            .map_err(|e| e.for_key(key))?;
         if !a.status.is_success() {
             return Err(self.classify(&a, key));
         }

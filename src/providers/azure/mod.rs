@@ -462,6 +462,12 @@ pub fn classify(store: &str, e: &azure_core::Error, key: Option<&str>) -> Provid
                 }
             }
         }),
+        ErrorKind::DataConversion if e.to_string().contains(transport::TOO_LARGE) => {
+            ProviderError::TooLarge {
+                key: key.map(str::to_string),
+                limit: transport::MAX_BODY,
+            }
+        }
         ErrorKind::DataConversion => ProviderError::InvalidResponse {
             key: key.unwrap_or("(listing)").to_string(),
             message: format!(

@@ -20,8 +20,12 @@ use crate::providers::ProviderError;
 /// How a request refused by the bearer-origin rule fails (matched by `classify`).
 pub const FOREIGN_ORIGIN: &str = "refusing to send the vault's access token to";
 
-/// Largest response body accepted (Key Vault values are at most 25 KiB; list pages are small).
-pub const MAX_BODY: usize = 4 << 20;
+/// Largest response body read (Key Vault values are at most 25 KiB; list pages are small): the
+/// shared answer limit, cut off while reading.
+pub const MAX_BODY: usize = crate::providers::MAX_ANSWER_BYTES;
+
+/// How an answer cut off at [`MAX_BODY`] fails (matched by `classify`).
+pub const TOO_LARGE: &str = "larger than the answer limit of";
 
 /// The transport: one pooled client per store.
 #[derive(Debug, Clone)]
@@ -177,7 +181,7 @@ impl HttpClient for ReqwestTransport {
                     if body.len() + c.len() > MAX_BODY {
                         return Err(Error::with_message(
                             ErrorKind::DataConversion,
-                            format!("response of {} larger than {MAX_BODY} bytes", url.path()),
+                            format!("response of {} {TOO_LARGE} {MAX_BODY} bytes", url.path()),
                         ));
                     }
                     body.extend_from_slice(&c);
