@@ -203,7 +203,8 @@ async fn n_secretrefs_on_k_keys_cost_batched_calls_per_cycle() {
     for k in 0..K {
         aws::create_string(&admin, &format!("/count/k{k:02}"), &format!("v{k}"), &[]).await;
     }
-    let env = Env::start("awscount").await;
+    // Counts calls against timing: alone on a shared API, so other tests do not spread its reads.
+    let env = Env::start_exclusive("awscount").await;
     aws_store(&env, "aws", &proxy.url, json!({})).await;
     for i in 0..N {
         // SecretRef i reads key i % K (the first 15 keys are shared by two SecretRefs).
@@ -244,15 +245,14 @@ async fn n_secretrefs_on_k_keys_cost_batched_calls_per_cycle() {
     // Cold start: the first syncs of all 60 SecretRefs read each key once, in shared batch calls.
     // How many calls depends on how the first reconciles spread over the 20 ms batch window: on a
     // real API server each new SecretRef first waits for its finalizer write, and 60 of them arrive
-    // over a few windows (measured there: 5 calls of [2, 15, 20, 4, 2] ids; on the emulator 3–4).
+    // over several windows: measured there 3–5 calls alone ([3, 20, 20], [5, 15, 9, 13, 2]) and up
+    // to 10 on a loaded machine; on the emulator 3. The bound: every key once, and batches of at
+    // least 4 ids on average (one call per key without batching).
     assert!(
         first_sizes.iter().sum::<usize>() <= K,
         "first sync read a key twice: {first_sizes:?}"
     );
-    assert!(
-        first <= K.div_ceil(20) + 2,
-        "first sync: {first} calls {first_sizes:?}"
-    );
+    assert!(first <= K / 4, "first sync: {first} calls {first_sizes:?}");
     // Steady state: every key is read about once per cycle, in shared batches of up to 20 ids:
     // ceil(K/20) calls per cycle (periodic refreshes accept answers up to 0.95 of an interval old, and
     // refresh-ahead fills each batch with the keys that will be asked for next). Measured here: 2.3.

@@ -181,8 +181,16 @@ async fn azure_sync_find_rotation_expiry_outage_and_workload_identity() {
         (env.count_events("plain", "Rotated").await == 1).then_some(())
     })
     .await;
-    let st = env.sref("plain").await.unwrap().status.unwrap();
-    assert_eq!(st.synced_keys[0].version.as_deref(), Some(v2.as_str()));
+    // (The event goes out just before the status write.)
+    eventually(
+        Duration::from_secs(10),
+        "status records version 2",
+        || async {
+            let st = env.sref("plain").await?.status?;
+            (st.synced_keys.first()?.version.as_deref() == Some(v2.as_str())).then_some(())
+        },
+    )
+    .await;
 
     // Outage: the vault answers 503; the Secret keeps its data and Ready names the cause.
     kv.fault(Rule {
