@@ -61,7 +61,7 @@ IMAGE ?= ghcr.io/secretsync/secretsync:dev
 image:
 	IMAGE=$(IMAGE) CARGO=$(CARGO) ./scripts/build-image.sh
 
-## Benchmarks of DESIGN §6 (README "Performance"): the release binary against the Kubernetes API
+## Benchmarks of DESIGN §6 (docs/performance.md): the release binary against the Kubernetes API
 ## emulator and moto, each its own process; 10k SecretRefs, 3 runs (about 20 minutes). Prints a Markdown
 ## table (median and worst of the runs) and writes target/bench/bench.json (+ latest.json, bench.md).
 ## Knobs: BENCH_ARGS="--runs 1 --refs 5000", or the BENCH_* variables of `secretsync-bench run --help`.
@@ -83,7 +83,7 @@ demo: build
 clean:
 	$(CARGO) clean
 
-## Reliability and security campaign, long form (README "Reliability and security testing"; `make test`
+## Reliability and security campaign, long form (docs/development.md; `make test`
 ## runs the same suites at CI size): the reconcile model test with 1,000,000 cases, the fault campaign
 ## with 1,000 SecretRefs, 10 minutes of provider faults and API faults (429s, 500s, 409 Conflicts on
 ## writes, cut and expired watches) and a 60 s API outage, the tenancy exploit suite, and the

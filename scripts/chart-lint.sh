@@ -9,7 +9,7 @@
 # the chart README is generated from values.yaml, the chart CRDs match crds/ plus the keep annotation,
 # the chart packages and its NOTES render from the package, deploy/install.yaml is up to date and valid,
 # examples/ validate against the CRDs, and the Argo CD health check (deploy/argocd/secretref-health.lua,
-# also in the README) behaves on sample SecretRefs.
+# also in docs/install.md) behaves on sample SecretRefs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHART=charts/secretsync

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs deploy/argocd/secretref-health.lua (the Argo CD health check for SecretRef) in Lua 5.1, the
-dialect of Argo CD's gopher-lua, against sample objects; checks that the README carries the same script.
-Exits 1 on any failure."""
+dialect of Argo CD's gopher-lua, against sample objects; checks that the install guide (docs/install.md)
+carries the same script. Exits 1 on any failure."""
 
 import os
 import sys
@@ -10,6 +10,8 @@ from lupa import lua51
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SCRIPT = os.path.join(ROOT, "deploy", "argocd", "secretref-health.lua")
+# The page that shows the script to users, inside an argocd-cm snippet.
+DOC = os.path.join("docs", "install.md")
 
 
 def to_lua(lua, v):
@@ -55,7 +57,7 @@ def main():
     with open(SCRIPT) as f:
         script = f.read()
     failures = 0
-    readme_ok = True
+    doc_ok = True
     for name, obj, want in CASES:
         lua = lua51.LuaRuntime(unpack_returned_tuples=True)
         lua.globals().obj = to_lua(lua, obj)
@@ -64,16 +66,16 @@ def main():
         if got != want or not isinstance(hs["message"], str):
             print(f"FAIL {name}: got {got!r} ({hs['message']!r}), want {want!r}")
             failures += 1
-    # The README shows the script inside an argocd-cm snippet (indented by four spaces).
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
+    # The install guide shows the script inside an argocd-cm snippet (indented by four spaces).
+    with open(os.path.join(ROOT, DOC)) as f:
+        doc = f.read()
     block = "".join(("    " + line if line.strip() else line) for line in script.splitlines(True))
-    if block not in readme:
-        print("FAIL README.md does not carry deploy/argocd/secretref-health.lua (indented by 4 spaces)")
-        readme_ok = False
+    if block not in doc:
+        print(f"FAIL {DOC} does not carry deploy/argocd/secretref-health.lua (indented by 4 spaces)")
+        doc_ok = False
     print(f"argocd health check: {len(CASES) - failures} of {len(CASES)} cases as expected;"
-          f" README {'in sync' if readme_ok else 'out of sync'}")
-    return 1 if failures or not readme_ok else 0
+          f" {DOC} {'in sync' if doc_ok else 'out of sync'}")
+    return 1 if failures or not doc_ok else 0
 
 
 if __name__ == "__main__":
