@@ -448,7 +448,7 @@ pub mod azure {
                     );
                 }
                 if vault {
-                    let reason = e.reason();
+                    let reason = e.reason().as_str();
                     let expected: &[&str] = match status {
                         // (find's page limit is out of reach: listings end after PAGES pages)
                         200 => &["InvalidRemoteValue"],

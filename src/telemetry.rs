@@ -334,7 +334,7 @@ impl Metrics {
 impl crate::providers::fetch::CallObserver for Metrics {
     fn on_call(&self, o: &crate::providers::fetch::CallOutcome) {
         let provider = o.provider.as_str().to_string();
-        let result = o.error.unwrap_or("success").to_string();
+        let result = o.error.map_or("success", |r| r.as_str()).to_string();
         self.provider_calls
             .get_or_create(&CallLabel {
                 provider: provider.clone(),

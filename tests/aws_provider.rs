@@ -197,7 +197,7 @@ async fn errors_are_classified_and_never_carry_values() {
         proxy.fail(Rule::always(fault.clone()));
         let started = Instant::now();
         let e = get().await.expect_err("fault");
-        assert_eq!(e.reason(), reason, "{fault:?}: {e}");
+        assert_eq!(e.reason().as_str(), reason, "{fault:?}: {e}");
         let msg = e.to_string();
         assert!(!msg.contains(sentinel), "{fault:?} leaked the value: {msg}");
         match fault {
@@ -226,7 +226,11 @@ async fn errors_are_classified_and_never_carry_values() {
     // An answer that is not from Secrets Manager is never taken as not-found.
     proxy.fail(Rule::always(Fault::Status(404)));
     let e = p.get(&RemoteRef::latest("nope")).await.expect_err("404");
-    assert_eq!(e.reason(), "ProviderUnavailable", "{e}");
+    assert_eq!(
+        e.reason(),
+        secretsync::api::Reason::ProviderUnavailable,
+        "{e}"
+    );
     // The same faults inside a batch call fail every id of it, classified the same way.
     proxy.clear();
     proxy.fail(Rule::always(Fault::Throttle).op("BatchGetSecretValue"));
@@ -386,7 +390,7 @@ async fn failover_to_a_replica_region_on_transient_errors_only() {
     proxy.reset_counts();
     proxy.fail(Rule::always(Fault::Status(500)));
     let e = p.get(&RemoteRef::latest("db")).await.unwrap_err();
-    assert_eq!(e.reason(), "ProviderUnavailable");
+    assert_eq!(e.reason(), secretsync::api::Reason::ProviderUnavailable);
     assert_eq!(proxy.total(), 2);
 }
 

@@ -122,7 +122,7 @@ async fn not_found_disabled_not_yet_valid_and_expired() {
         })
         .await
         .unwrap_err();
-    assert_eq!(e.reason(), "RemoteKeyNotFound");
+    assert_eq!(e.reason(), secretsync::api::Reason::RemoteKeyNotFound);
 
     kv.set_with(
         "off",
@@ -133,7 +133,7 @@ async fn not_found_disabled_not_yet_valid_and_expired() {
         },
     );
     let e = p.get(&RemoteRef::latest("off")).await.unwrap_err();
-    assert_eq!(e.reason(), "AccessDenied", "{e}");
+    assert_eq!(e.reason(), secretsync::api::Reason::AccessDenied, "{e}");
 
     kv.set_with(
         "future",
@@ -144,7 +144,11 @@ async fn not_found_disabled_not_yet_valid_and_expired() {
         },
     );
     let e = p.get(&RemoteRef::latest("future")).await.unwrap_err();
-    assert_eq!(e.reason(), "InvalidRemoteValue", "{e}");
+    assert_eq!(
+        e.reason(),
+        secretsync::api::Reason::InvalidRemoteValue,
+        "{e}"
+    );
     assert!(e.to_string().contains("nbf"), "{e}");
     assert!(
         !e.to_string().contains("pre-staged"),
@@ -167,7 +171,7 @@ async fn not_found_disabled_not_yet_valid_and_expired() {
     // Names outside Key Vault's rules never reach the vault.
     let before = kv.counts().gets;
     let e = p.get(&RemoteRef::latest("/team/db")).await.unwrap_err();
-    assert_eq!(e.reason(), "InvalidStoreConfig");
+    assert_eq!(e.reason(), secretsync::api::Reason::InvalidStoreConfig);
     assert!(e.to_string().contains("/team/db"), "{e}");
     assert_eq!(kv.counts().gets, before);
 }
@@ -233,7 +237,7 @@ async fn find_pages_and_filters_on_tags_name_and_validity() {
     };
     assert_eq!(
         p.find(&bad).await.unwrap_err().reason(),
-        "InvalidStoreConfig"
+        secretsync::api::Reason::InvalidStoreConfig
     );
 }
 
@@ -267,7 +271,7 @@ async fn faults_are_classified_and_never_carry_values() {
             times: Some(1),
         });
         let e = p.get(&RemoteRef::latest("k")).await.unwrap_err();
-        assert_eq!(e.reason(), reason, "{label}: {e}");
+        assert_eq!(e.reason().as_str(), reason, "{label}: {e}");
         let text = e.to_string();
         assert!(!text.contains("value-sentinel"), "{label}: {text}");
         assert!(!text.contains(SECRET), "{label}: {text}");
@@ -294,7 +298,11 @@ async fn faults_are_classified_and_never_carry_values() {
         times: Some(1),
     });
     let e = p.find(&FindQuery::default()).await.unwrap_err();
-    assert_eq!(e.reason(), "ProviderUnavailable", "{e}");
+    assert_eq!(
+        e.reason(),
+        secretsync::api::Reason::ProviderUnavailable,
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -304,13 +312,16 @@ async fn bad_credentials_and_token_endpoint_outages() {
     kv.set("k", "v");
     let wrong = AzureKeyVault::new(settings(&kv, client_secret("wrong-secret"))).unwrap();
     let e = wrong.get(&RemoteRef::latest("k")).await.unwrap_err();
-    assert_eq!(e.reason(), "AccessDenied", "{e}");
+    assert_eq!(e.reason(), secretsync::api::Reason::AccessDenied, "{e}");
     assert!(
         e.to_string().contains("AADSTS7000215"),
         "the Entra code is kept: {e}"
     );
     assert!(!e.to_string().contains("wrong-secret"), "{e}");
-    assert_eq!(wrong.validate().await.unwrap_err().reason(), "AccessDenied");
+    assert_eq!(
+        wrong.validate().await.unwrap_err().reason(),
+        secretsync::api::Reason::AccessDenied
+    );
 
     // The token endpoint failing with 503 is an outage, not a denial.
     let p = AzureKeyVault::new(settings(&kv, client_secret(SECRET))).unwrap();
@@ -320,7 +331,11 @@ async fn bad_credentials_and_token_endpoint_outages() {
         times: Some(1),
     });
     let e = p.get(&RemoteRef::latest("k")).await.unwrap_err();
-    assert_eq!(e.reason(), "ProviderUnavailable", "{e}");
+    assert_eq!(
+        e.reason(),
+        secretsync::api::Reason::ProviderUnavailable,
+        "{e}"
+    );
     assert_eq!(value(&p.get(&RemoteRef::latest("k")).await), "v");
     assert!(p.validate().await.is_ok());
 }
@@ -344,7 +359,7 @@ async fn a_rejected_token_rebuilds_the_credential_once() {
     });
     for _ in 0..3 {
         let e = p.get(&RemoteRef::latest("k")).await.unwrap_err();
-        assert_eq!(e.reason(), "AccessDenied", "{e}");
+        assert_eq!(e.reason(), secretsync::api::Reason::AccessDenied, "{e}");
     }
     assert_eq!(p.rebuilds(), 1);
     assert_eq!(kv.counts().token_requests, 2);
@@ -387,7 +402,7 @@ async fn workload_identity_exchanges_the_federated_token() {
     };
     let p = AzureKeyVault::new(settings(&kv, auth)).unwrap();
     let e = p.get(&RemoteRef::latest("k")).await.unwrap_err();
-    assert_eq!(e.reason(), "AccessDenied", "{e}");
+    assert_eq!(e.reason(), secretsync::api::Reason::AccessDenied, "{e}");
     assert!(e.to_string().contains("AADSTS700213"), "{e}");
 
     // A missing token file keeps its own class (configuration), not a generic credential error.
@@ -397,7 +412,11 @@ async fn workload_identity_exchanges_the_federated_token() {
     };
     let p = AzureKeyVault::new(settings(&kv, auth)).unwrap();
     let e = p.get(&RemoteRef::latest("k")).await.unwrap_err();
-    assert_eq!(e.reason(), "InvalidStoreConfig", "{e}");
+    assert_eq!(
+        e.reason(),
+        secretsync::api::Reason::InvalidStoreConfig,
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -409,7 +428,11 @@ async fn an_untrusted_certificate_fails_fast() {
     let p = AzureKeyVault::new(s).unwrap();
     let t = std::time::Instant::now();
     let e = p.get(&RemoteRef::latest("k")).await.unwrap_err();
-    assert_eq!(e.reason(), "ProviderUnavailable", "{e}");
+    assert_eq!(
+        e.reason(),
+        secretsync::api::Reason::ProviderUnavailable,
+        "{e}"
+    );
     assert!(
         t.elapsed() < Duration::from_secs(5),
         "no SDK retry loop: {:?}",

@@ -99,7 +99,7 @@ fn binary_and_non_utf8_values_are_kept_exactly_or_refused_clearly() {
         &answers(vec![("/bin", bin.clone())]),
     )
     .unwrap_err();
-    assert_eq!(e.reason, "InvalidRemoteValue");
+    assert_eq!(e.reason, secretsync::api::Reason::InvalidRemoteValue);
     assert_eq!(e.field, "spec.data[0].remoteRef.property");
     // Extract of a binary value.
     let mut s = spec(vec![]);
@@ -111,7 +111,7 @@ fn binary_and_non_utf8_values_are_kept_exactly_or_refused_clearly() {
         find: None,
     }];
     let e = build(&s, &answers(vec![("/bin", bin.clone())])).unwrap_err();
-    assert_eq!(e.reason, "InvalidRemoteValue");
+    assert_eq!(e.reason, secretsync::api::Reason::InvalidRemoteValue);
     // A template over a non-UTF-8 value: the text variable is absent (strict: an error), the base64
     // form is there; nothing is silently mangled.
     let mut s = spec(vec![item("blob", "/bin", None)]);
@@ -123,7 +123,7 @@ fn binary_and_non_utf8_values_are_kept_exactly_or_refused_clearly() {
         ..Default::default()
     }));
     let e = build(&s, &answers(vec![("/bin", bin.clone())])).unwrap_err();
-    assert_eq!(e.reason, "TemplateFailed");
+    assert_eq!(e.reason, secretsync::api::Reason::TemplateFailed);
     no_value_in(&e.to_string(), &[&bin]);
     if let Some(t) = s.target.as_mut().and_then(|t| t.template.as_mut()) {
         t.data = [("out".to_string(), "{{ data_b64.blob }}".to_string())].into();
@@ -147,7 +147,7 @@ fn oversize_values_are_refused_before_any_write() {
         &answers(vec![("/a", big)]),
     )
     .unwrap_err();
-    assert_eq!(e.reason, "SecretTooLarge");
+    assert_eq!(e.reason, secretsync::api::Reason::SecretTooLarge);
     let part = vec![b'y'; 300 * 1024];
     let e = build(
         &spec(vec![
@@ -164,7 +164,7 @@ fn oversize_values_are_refused_before_any_write() {
         ]),
     )
     .unwrap_err();
-    assert_eq!(e.reason, "SecretTooLarge");
+    assert_eq!(e.reason, secretsync::api::Reason::SecretTooLarge);
     assert!(e.message.contains("1 MiB"), "{e}");
     // Just under the limit passes.
     let ok = vec![b'z'; 1024 * 1024 - 16];
@@ -196,7 +196,7 @@ fn invalid_key_names_are_refused_with_the_field() {
             "{bad:?}: {errs:?}"
         );
         let e = build(&s, &answers(vec![("/a", b"v".to_vec())])).unwrap_err();
-        assert_eq!(e.reason, "InvalidSpec", "{bad:?}");
+        assert_eq!(e.reason, secretsync::api::Reason::InvalidSpec, "{bad:?}");
     }
     // Keys of an extracted JSON object that Kubernetes would reject.
     let mut s = spec(vec![]);
@@ -210,7 +210,11 @@ fn invalid_key_names_are_refused_with_the_field() {
     for bad in ["../etc", "a b", "", "ü"] {
         let doc = serde_json::json!({ bad: SENTINEL }).to_string();
         let e = build(&s, &answers(vec![("/j", doc.into_bytes())])).unwrap_err();
-        assert_eq!(e.reason, "InvalidSecretKey", "{bad:?}");
+        assert_eq!(
+            e.reason,
+            secretsync::api::Reason::InvalidSecretKey,
+            "{bad:?}"
+        );
         no_value_in(&e.to_string(), &[]);
     }
 }
@@ -228,7 +232,7 @@ fn deep_and_huge_json_is_bounded() {
             )
         })
         .unwrap_err();
-        assert_eq!(e.reason, "InvalidRemoteValue");
+        assert_eq!(e.reason, secretsync::api::Reason::InvalidRemoteValue);
         assert!(e.message.len() < 1000, "{}", e.message);
     }
     // A very long property path.
@@ -258,7 +262,7 @@ fn deep_and_huge_json_is_bounded() {
         build(&s, &answers(vec![("/h", huge.into_bytes())]))
     })
     .unwrap_err();
-    assert_eq!(e.reason, "SecretTooLarge");
+    assert_eq!(e.reason, secretsync::api::Reason::SecretTooLarge);
     no_value_in(&e.to_string(), &[]);
 }
 

@@ -233,12 +233,12 @@ fn wrong_key_is_a_typed_error_and_access_denied() {
         Err(FileStoreError::UnwrapFailed { .. })
     ));
     let e = FileProvider::from_bytes(&bytes, other).unwrap_err();
-    assert_eq!(e.reason(), "AccessDenied");
+    assert_eq!(e.reason(), secretsync::api::Reason::AccessDenied);
     let e = FileProvider::from_bytes(&bytes, impostor).unwrap_err();
-    assert_eq!(e.reason(), "AccessDenied");
+    assert_eq!(e.reason(), secretsync::api::Reason::AccessDenied);
     let e = FileProvider::from_bytes(b"{\"format\":\"secretsync-file-store\",\"version\":7}", k)
         .unwrap_err();
-    assert_eq!(e.reason(), "InvalidStoreConfig");
+    assert_eq!(e.reason(), secretsync::api::Reason::InvalidStoreConfig);
 }
 
 #[test]

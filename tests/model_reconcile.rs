@@ -7,16 +7,20 @@
 //! gets a random provider answer (a value, not-found, access denied, throttled, transient, malformed —
 //! partial batch failures come from mixing them) and time moves on by 0–7 minutes.
 //!
-//! The step runs the controller's own pure functions in the order `reconcile.rs` does
-//! (`desired::plan` → `fold::fold_reads` → `fold::not_found_step` | `desired::build` →
-//! `target::decide` → `target::apply_object`), against a model of the Secret. An independent oracle,
-//! computed from the answers alone, checks after every step:
+//! The step runs the controller's own functions in the order `reconcile.rs` does (`desired::plan` →
+//! `fold::fold_reads` → `desired::build` → `sync::outcome`, the same pure function that decides the
+//! controller's write, status, events and audit records) and carries the outcome out on a model of
+//! the Secret. An independent oracle, computed from the answers alone, checks after every step:
 //! - no key is removed, blanked or changed unless every source answered completely and validly;
 //! - when written, the Secret holds exactly the data the sources gave (or, with Merge, at least it);
 //! - Ready is never True while an expected key is missing or empty, or after an incomplete answer;
 //! - deletion only after three authoritative all-not-founds in a row over ≥ 10 minutes, never
 //!   otherwise (in particular never on access denied or a partial not-found);
-//! - a Secret secretsync does not own is never written without `creationPolicy: Merge`.
+//! - a Secret secretsync does not own is never written without `creationPolicy: Merge`;
+//! - the outcome is consistent with itself: an audit `write` record exactly when the Secret is
+//!   written and a `delete` record exactly when it is deleted; a `Rotated` event only when the synced
+//!   data changed after a first sync, at most once per change; a not-found streak only under
+//!   `deletionPolicy: Delete`.
 //!
 //! `PROPTEST_CASES` sets the number of cases: 100,000 by default (CI), 1,000,000 in `make soak`.
 
@@ -27,13 +31,15 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use proptest::prelude::*;
 use secretsync::api::{
-    CreationPolicy, DataFrom, DataItem, DeletionPolicy, DriftPolicy, NotFoundRecord, RemoteRefSpec,
-    SecretRefSpec, StoreRef, Target,
+    CreationPolicy, DataFrom, DataItem, DeletionPolicy, DriftPolicy, Reason, RemoteRefSpec,
+    SecretRef, SecretRefSpec, SecretRefStatus, StoreKind, StoreRef, Target,
 };
 use secretsync::audit::HmacKey;
 use secretsync::controller::desired::{self, Answers};
+use secretsync::controller::error::Error;
 use secretsync::controller::fold;
-use secretsync::controller::target::{self, Decision};
+use secretsync::controller::sync::{self, Sourced, SyncInput, Write};
+use secretsync::controller::target;
 use secretsync::providers::{FetchedSecret, ProviderError, SecretMetadata};
 use secretsync::value::SecretBytes;
 
@@ -274,9 +280,10 @@ fn data_of(s: &Secret) -> BTreeMap<String, Vec<u8>> {
 
 struct World {
     secret: Option<Secret>,
-    synced_hmac: Option<String>,
-    not_found: Option<NotFoundRecord>,
-    ready: bool,
+    /// The SecretRef's status, as the controller's outcome left it.
+    status: SecretRefStatus,
+    /// The rotation last announced (in the controller's memory).
+    announced: u32,
     now: DateTime<Utc>,
     /// The oracle's own streak of all-not-found answers: (count, first).
     streak: Option<(u32, DateTime<Utc>)>,
@@ -371,6 +378,15 @@ fn ssa(existing: Option<Secret>, obj: Secret, creation: CreationPolicy) -> Secre
     s
 }
 
+/// The modelled SecretRef (its spec, namespace `ns`, generation 1).
+fn model_sref(spec: &SecretRefSpec) -> SecretRef {
+    let mut s = SecretRef::new("s", spec.clone());
+    s.metadata.namespace = Some("ns".into());
+    s.metadata.generation = Some(1);
+    s.metadata.uid = Some("uid-s".into());
+    s
+}
+
 /// The modelled SecretRef's ownership (its proof; the labels alone prove nothing).
 fn owner() -> target::Ownership {
     target::Ownership {
@@ -412,68 +428,98 @@ fn reconcile_step(
         .streak
         .is_some_and(|(n, since)| n >= 3 && w.now - since >= Duration::minutes(10));
 
-    // The controller's functions.
+    // The controller's functions, as reconcile.rs runs them: plan, reads, fold, build, then the
+    // pure outcome (write, status, events), carried out on the modelled Secret. Every step of the
+    // model is a scheduled refresh.
     let plan = desired::plan(spec);
     let results = plan.reads.iter().map(|r| {
         let idx: usize = r.key[2..].parse().unwrap();
         (r.clone(), answer_result(st.answers[idx], &r.key))
     });
-    let mut drift_kept = false;
-    match fold::fold_reads(results) {
+    let sref = model_sref(spec);
+    let owner = owner();
+    let input = SyncInput {
+        sref: &sref,
+        old: &w.status,
+        existing: w.secret.as_ref(),
+        owner: &owner,
+        key,
+        legacy_key: &HmacKey::new(vec![8; 32]),
+        forced: None,
+        announced: w.announced,
+        now: w.now,
+    };
+    let out = match fold::fold_reads(results) {
         Err(f) => {
-            // Every step of the model is a scheduled refresh.
-            let step = fold::not_found_step(
-                w.not_found.as_ref(),
-                fold::NotFoundAnswer::of(delete_policy && f.all_not_found, true),
-                w.now,
-            );
-            if step.delete && owned_before {
-                w.secret = None;
-            }
-            w.not_found = step.record;
-            w.ready = false;
+            let e = Error::Provider {
+                store: "s".into(),
+                source: f.error,
+            };
+            sync::outcome(
+                &input,
+                Sourced::ReadFailed {
+                    error: &e,
+                    all_not_found: f.all_not_found,
+                    scheduled: true,
+                },
+            )
         }
         Ok(values) => {
             let answers = Answers {
                 values,
                 found: Default::default(),
             };
-            w.not_found = None;
             match desired::build("s", spec, &answers, key) {
-                Err(_) => w.ready = false,
-                Ok(d) => {
-                    let dec = target::decide(
-                        w.secret.as_ref(),
-                        &d,
-                        &owner(),
-                        shape.creation,
-                        shape.drift,
-                        w.synced_hmac.as_deref(),
-                        key,
-                    );
-                    match dec {
-                        Decision::Refused { .. } => w.ready = false,
-                        Decision::Create | Decision::Update { .. } => {
-                            let obj =
-                                target::apply_object(&d, "ns", &owner(), shape.creation, None);
-                            w.secret = Some(ssa(w.secret.take(), obj, shape.creation));
-                            w.synced_hmac = Some(d.data_hmac.clone());
-                            w.ready = true;
-                        }
-                        Decision::NoChange => {
-                            w.synced_hmac = Some(d.data_hmac.clone());
-                            w.ready = true;
-                        }
-                        Decision::DriftKept { missing, .. } => {
-                            drift_kept = true;
-                            w.synced_hmac = Some(d.data_hmac.clone());
-                            w.ready = missing.is_empty();
-                        }
-                    }
-                }
+                Err(b) => sync::outcome(&input, Sourced::Failed(&Error::Build(b))),
+                Ok(d) => sync::outcome(
+                    &input,
+                    Sourced::Built {
+                        desired: &d,
+                        store_kind: StoreKind::SecretStore,
+                        store: "s",
+                    },
+                ),
             }
         }
+    };
+    match &out.write {
+        Some(Write::Apply { object, .. }) => {
+            w.secret = Some(ssa(w.secret.take(), (**object).clone(), shape.creation));
+        }
+        Some(Write::Delete { .. }) => w.secret = None,
+        None => {}
     }
+    // The outcome agrees with itself.
+    let audited = |a: &str| out.audit.iter().filter(|n| n.action == a).count();
+    prop_assert_eq!(
+        audited("write"),
+        usize::from(matches!(out.write, Some(Write::Apply { .. })))
+    );
+    prop_assert_eq!(
+        audited("delete"),
+        usize::from(matches!(out.write, Some(Write::Delete { .. })))
+    );
+    let rotated = out
+        .events
+        .iter()
+        .filter(|e| e.reason == Reason::Rotated)
+        .count();
+    prop_assert!(rotated <= 1);
+    prop_assert_eq!(rotated == 1, out.rotation.is_some());
+    if out.rotation.is_some() {
+        prop_assert!(
+            w.status.data_hmac.is_some() && w.status.data_hmac != out.status.data_hmac,
+            "Rotated without a change after a first sync"
+        );
+    }
+    if shape.deletion != DeletionPolicy::Delete {
+        prop_assert!(out.status.not_found.is_none());
+    }
+    if let Some(r) = &out.rotation {
+        w.announced = r.id;
+    }
+    let ready = out.ready();
+    w.status = out.status;
 
     // Invariants.
     let after = w.secret.as_ref();
@@ -513,7 +559,7 @@ fn reconcile_step(
             prop_assert!(owned_before, "overwrote a Secret secretsync does not own");
         }
     }
-    if w.ready {
+    if ready {
         let Some(want) = &want else {
             return Err(TestCaseError::fail(
                 "Ready=True after an incomplete or invalid answer",
@@ -521,19 +567,20 @@ fn reconcile_step(
         };
         let got = data_after.clone().unwrap_or_default();
         for (k, v) in want {
-            if drift_kept {
-                // A kept hand edit may change a value, but Ready=True still needs every key.
-                prop_assert!(
-                    got.get(k).is_some_and(|g| !g.is_empty()),
-                    "Ready=True but key {} is missing or empty after a kept hand edit",
-                    k
-                );
-            } else {
+            if shape.drift == DriftPolicy::Revert {
                 prop_assert_eq!(
                     got.get(k),
                     Some(v),
                     "Ready=True but key {} is not synced",
                     k
+                );
+            } else {
+                // A kept hand edit may change a value, but Ready=True still needs every key.
+                prop_assert!(
+                    got.get(k).is_some_and(|g| !g.is_empty()),
+                    "Ready=True but key {} is missing or empty (driftPolicy {:?})",
+                    k,
+                    shape.drift
                 );
             }
         }
@@ -561,9 +608,8 @@ proptest! {
         let spec = spec_of(&shape);
         let mut w = World {
             secret: None,
-            synced_hmac: None,
-            not_found: None,
-            ready: false,
+            status: SecretRefStatus::default(),
+            announced: 0,
             now: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             streak: None,
         };

@@ -137,7 +137,7 @@ async fn kv2_versions_metadata_property_and_deleted_versions() {
         matches!(&e, ProviderError::InvalidResponse { message, .. } if message.contains("deleted")),
         "{e:?}"
     );
-    assert_eq!(e.reason(), "InvalidRemoteValue");
+    assert_eq!(e.reason(), secretsync::api::Reason::InvalidRemoteValue);
     // The older version is still readable by number.
     assert!(p.get(&at("app/db", "1")).await.is_ok());
     // Undelete: readable again.
@@ -321,7 +321,7 @@ async fn token_auth_and_a_denying_policy() {
     }
     let e = p.get(&RemoteRef::latest("admin/root")).await.unwrap_err();
     assert!(matches!(e, ProviderError::AccessDenied { .. }), "{e:?}");
-    assert_eq!(e.reason(), "AccessDenied");
+    assert_eq!(e.reason(), secretsync::api::Reason::AccessDenied);
     assert!(!e.to_string().contains(&token));
     assert_eq!(
         p.auth_stats().logins,
@@ -560,7 +560,7 @@ async fn seal_is_transient_and_unseal_recovers_without_a_rebuild() {
     bao.seal().await;
     let e = p.get(&RemoteRef::latest("app/db")).await.unwrap_err();
     assert!(matches!(e, ProviderError::Transient { .. }), "{e:?}");
-    assert_eq!(e.reason(), "ProviderUnavailable");
+    assert_eq!(e.reason(), secretsync::api::Reason::ProviderUnavailable);
     assert!(e.to_string().contains("sealed"), "{e}");
     assert!(matches!(
         p.validate().await,

@@ -1,10 +1,12 @@
 //! The custom resources of `secretsync.io/v1alpha1`, shared names, and validation.
 
 pub mod duration;
+pub mod reason;
 pub mod secretref;
 pub mod store;
 pub mod validation;
 
+pub use reason::Reason;
 pub use secretref::*;
 pub use store::*;
 

@@ -49,8 +49,8 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 use crate::api::{
-    ClusterSecretStore, ClusterStoreCondition, ProviderSpec, SecretRef, SecretRefSpec, SecretStore,
-    StoreKind, validation,
+    ClusterSecretStore, ClusterStoreCondition, ProviderSpec, Reason, SecretRef, SecretRefSpec,
+    SecretStore, StoreKind, validation,
 };
 use crate::audit::HmacKey;
 use crate::cli::store::{MasterKeyArgs, load_keyring_from_cli};
@@ -144,7 +144,7 @@ pub struct OfflineArgs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     /// Stable category (the controller's condition reasons; `InvalidSpec` for validation).
-    pub reason: &'static str,
+    pub reason: Reason,
     /// The field at fault (`spec.data[0].remoteRef.key`), or `metadata` / `spec`.
     pub field: String,
     /// What is wrong.
@@ -152,7 +152,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(reason: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+    fn new(reason: Reason, field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             reason,
             field: field.into(),
@@ -459,7 +459,7 @@ fn add_value(
 
 fn validation_problems(errs: Vec<validation::FieldError>) -> Vec<Problem> {
     errs.into_iter()
-        .map(|e| Problem::new("InvalidSpec", e.field, e.message))
+        .map(|e| Problem::new(Reason::InvalidSpec, e.field, e.message))
         .collect()
 }
 
@@ -479,7 +479,7 @@ fn cel_problems(
         if problems.iter().any(|p| p.field.starts_with(&field)) {
             continue;
         }
-        problems.push(Problem::new("InvalidSpec", field, e.message.clone()));
+        problems.push(Problem::new(Reason::InvalidSpec, field, e.message.clone()));
     }
 }
 
@@ -493,7 +493,7 @@ where
         Err(e) => (
             None,
             vec![Problem::new(
-                "InvalidSpec",
+                Reason::InvalidSpec,
                 "spec",
                 redact_serde_message(&e.to_string()),
             )],
@@ -553,7 +553,7 @@ fn unknown_fields(
                 match b.get(k) {
                     Some(bv) => unknown_fields(v, bv, &sub, problems),
                     None if !is_empty_value(v) => problems.push(Problem::new(
-                        "InvalidSpec",
+                        Reason::InvalidSpec,
                         sub,
                         "unknown field (not part of the secretsync.io/v1alpha1 API)",
                     )),
@@ -848,7 +848,7 @@ impl<'a> Offline<'a> {
             }
             // aws, azureKeyVault and vault: one arm each once they can be built offline.
             other => Err(Problem::new(
-                "ProviderUnsupported",
+                Reason::ProviderUnsupported,
                 "spec.storeRef",
                 format!(
                     "store {name:?}: provider {} is not supported offline by this version of secretsync (pass --store-override {name}=env to serve it from SECRETSYNC_* variables)",
@@ -947,7 +947,7 @@ pub async fn fetch(
         match store.provider.find(q).await {
             Err(e) => problems.push(Problem::new(e.reason(), &field, e.to_string())),
             Ok(keys) if keys.is_empty() => problems.push(Problem::new(
-                "RemoteKeyNotFound",
+                Reason::RemoteKeyNotFound,
                 &field,
                 format!(
                     "the search matched no remote keys in store {:?}",

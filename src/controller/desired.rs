@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 
 use super::{property, template};
-use crate::api::{self, SecretRefSpec, SyncedKey, TemplateMergePolicy, validation};
+use crate::api::{self, Reason, SecretRefSpec, SyncedKey, TemplateMergePolicy, validation};
 use crate::audit::HmacKey;
 use crate::providers::{FetchedSecret, FindQuery, RemoteRef};
 use crate::value::SecretBytes;
@@ -104,14 +104,14 @@ pub struct DesiredSecret {
 #[error("{field}: {message}")]
 pub struct BuildError {
     /// Stable category (condition/event reason).
-    pub reason: &'static str,
+    pub reason: Reason,
     /// The spec field at fault.
     pub field: String,
     /// What is wrong.
     pub message: String,
 }
 
-fn err(reason: &'static str, field: impl Into<String>, message: impl Into<String>) -> BuildError {
+fn err(reason: Reason, field: impl Into<String>, message: impl Into<String>) -> BuildError {
     BuildError {
         reason,
         field: field.into(),
@@ -148,7 +148,7 @@ pub fn build(
     hmac: &HmacKey,
 ) -> Result<DesiredSecret, BuildError> {
     if let Some(first) = validation::validate_secretref(spec).into_iter().next() {
-        return Err(err("InvalidSpec", first.field, first.message));
+        return Err(err(Reason::InvalidSpec, first.field, first.message));
     }
     let mut data: BTreeMap<String, Entry> = BTreeMap::new();
     let mut expires: Option<DateTime<Utc>> = None;
@@ -160,7 +160,7 @@ pub fn build(
     let lookup = |r: &RemoteRef, field: &str| -> Result<&FetchedSecret, BuildError> {
         answers.values.get(r).ok_or_else(|| {
             err(
-                "RemoteKeyNotFound",
+                Reason::RemoteKeyNotFound,
                 field,
                 format!("no answer for remote key {:?}", r.key),
             )
@@ -181,7 +181,7 @@ pub fn build(
             let value = match &ex.property {
                 Some(p) => property::select(&fetched.value, p).map_err(|e| {
                     err(
-                        "InvalidRemoteValue",
+                        Reason::InvalidRemoteValue,
                         format!("{field}.property"),
                         e.to_string(),
                     )
@@ -190,7 +190,7 @@ pub fn build(
             };
             let Some(serde_json::Value::Object(map)) = property::parse_json(&value) else {
                 return Err(err(
-                    "InvalidRemoteValue",
+                    Reason::InvalidRemoteValue,
                     field,
                     format!(
                         "remote key {:?} is not a JSON object, so it cannot be extracted",
@@ -200,7 +200,7 @@ pub fn build(
             };
             if map.is_empty() {
                 return Err(err(
-                    "InvalidRemoteValue",
+                    Reason::InvalidRemoteValue,
                     field,
                     format!("remote key {:?} is an empty JSON object", ex.key),
                 ));
@@ -208,7 +208,7 @@ pub fn build(
             for (k, node) in &map {
                 if !validation::is_valid_secret_key(k) {
                     return Err(err(
-                        "InvalidSecretKey",
+                        Reason::InvalidSecretKey,
                         field,
                         // The property's name is part of the value: never quoted.
                         format!(
@@ -229,23 +229,26 @@ pub fn build(
         }
         if df.find.is_some() {
             let field = format!("spec.dataFrom[{i}].find");
-            let names = answers
-                .found
-                .get(&i)
-                .ok_or_else(|| err("ProviderUnavailable", &field, "the search did not complete"))?;
+            let names = answers.found.get(&i).ok_or_else(|| {
+                err(
+                    Reason::ProviderUnavailable,
+                    &field,
+                    "the search did not complete",
+                )
+            })?;
             let mut seen: HashMap<String, &str> = HashMap::new();
             for name in names {
                 let key = key_for_found_name(name);
                 if !validation::is_valid_secret_key(&key) {
                     return Err(err(
-                        "InvalidSecretKey",
+                        Reason::InvalidSecretKey,
                         &field,
                         format!("found remote key {name:?} does not map to a valid Secret key"),
                     ));
                 }
                 if let Some(other) = seen.insert(key.clone(), name) {
                     return Err(err(
-                        "InvalidSecretKey",
+                        Reason::InvalidSecretKey,
                         &field,
                         format!(
                             "found remote keys {other:?} and {name:?} both map to Secret key {key:?}"
@@ -276,7 +279,7 @@ pub fn build(
         let value = match &item.remote_ref.property {
             Some(p) => property::select(&fetched.value, p).map_err(|e| {
                 err(
-                    "InvalidRemoteValue",
+                    Reason::InvalidRemoteValue,
                     format!("{field}.property"),
                     e.to_string(),
                 )
@@ -300,7 +303,7 @@ pub fn build(
             .map(|(k, e)| (k.clone(), e.value.clone()))
             .collect();
         let rendered = template::render(&tpl.data, &inputs)
-            .map_err(|m| err("TemplateFailed", "spec.target.template", m))?;
+            .map_err(|m| err(Reason::TemplateFailed, "spec.target.template", m))?;
         if tpl.merge_policy.unwrap_or_default() == TemplateMergePolicy::Replace {
             data.clear();
         }
@@ -320,7 +323,7 @@ pub fn build(
     for (k, e) in &data {
         if e.value.is_empty() {
             return Err(err(
-                "EmptyValue",
+                Reason::EmptyValue,
                 field_of(spec, k),
                 format!("Secret key {k:?} would be empty; refusing to blank it"),
             ));
@@ -328,11 +331,15 @@ pub fn build(
         total += k.len() + e.value.len();
     }
     if data.is_empty() {
-        return Err(err("EmptyValue", "spec", "the Secret would have no keys"));
+        return Err(err(
+            Reason::EmptyValue,
+            "spec",
+            "the Secret would have no keys",
+        ));
     }
     if total > api::MAX_SECRET_BYTES {
         return Err(err(
-            "SecretTooLarge",
+            Reason::SecretTooLarge,
             "spec",
             format!("the Secret would hold {total} bytes, over the 1 MiB Kubernetes limit"),
         ));
@@ -508,7 +515,7 @@ mod tests {
             &key(),
         )
         .unwrap_err();
-        assert_eq!(e.reason, "InvalidSecretKey");
+        assert_eq!(e.reason, Reason::InvalidSecretKey);
         assert!(!e.message.contains("hunter2"), "{}", e.message);
         assert!(e.message.contains("/db"), "{}", e.message);
     }
@@ -526,7 +533,7 @@ mod tests {
             &key(),
         )
         .unwrap_err();
-        assert_eq!(e.reason, "InvalidRemoteValue");
+        assert_eq!(e.reason, Reason::InvalidRemoteValue);
         assert_eq!(e.field, "spec.data[1].remoteRef.property");
     }
 
@@ -539,7 +546,7 @@ mod tests {
             &key(),
         )
         .unwrap_err();
-        assert_eq!(e.reason, "EmptyValue");
+        assert_eq!(e.reason, Reason::EmptyValue);
         let big = "x".repeat(600 * 1024);
         let e = build(
             "x",
@@ -548,7 +555,7 @@ mod tests {
             &key(),
         )
         .unwrap_err();
-        assert_eq!(e.reason, "SecretTooLarge");
+        assert_eq!(e.reason, Reason::SecretTooLarge);
     }
 
     #[test]

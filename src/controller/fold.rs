@@ -169,7 +169,7 @@ mod tests {
         ])
         .unwrap_err();
         assert!(!f.all_not_found);
-        assert_eq!(f.error.reason(), "AccessDenied");
+        assert_eq!(f.error.reason(), crate::api::Reason::AccessDenied);
         let f = fold_reads([
             (RemoteRef::latest("a"), nf("a")),
             (RemoteRef::latest("b"), nf("b")),

@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod desired;
+pub mod error;
 pub mod events;
 pub mod fold;
 pub mod lanes;
@@ -13,6 +14,7 @@ pub mod schedule;
 pub mod status;
 pub mod store_status;
 pub mod stores;
+pub mod sync;
 pub mod target;
 pub mod template;
 pub mod tenancy;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use crate::api::SecretRefStatus;
+use crate::api::{Reason, SecretRefStatus};
 
 /// Condition type of the main readiness condition.
 pub const READY: &str = "Ready";
@@ -17,7 +17,7 @@ pub fn set_condition(
     conds: &mut Vec<Condition>,
     type_: &str,
     status: bool,
-    reason: &str,
+    reason: Reason,
     message: &str,
     generation: Option<i64>,
     now: DateTime<Utc>,
@@ -31,8 +31,8 @@ pub fn set_condition(
     let newc = Condition {
         type_: type_.to_string(),
         status: status_s.to_string(),
-        reason: reason.to_string(),
-        message: truncate(message, 1024),
+        reason: reason.as_str().to_string(),
+        message: super::events::fit(message, 1024),
         observed_generation: generation,
         last_transition_time: ltt,
     };
@@ -58,17 +58,6 @@ pub fn ready(status: Option<&SecretRefStatus>) -> Option<(bool, String)> {
         .map(|c| (c.status == "True", c.reason.clone()))
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,10 +67,18 @@ mod tests {
         let t0 = Utc::now() - chrono::Duration::hours(1);
         let t1 = Utc::now();
         let mut c = Vec::new();
-        set_condition(&mut c, READY, true, "Synced", "ok", Some(1), t0);
-        set_condition(&mut c, READY, true, "Synced", "ok again", Some(2), t1);
+        set_condition(&mut c, READY, true, Reason::Synced, "ok", Some(1), t0);
+        set_condition(&mut c, READY, true, Reason::Synced, "ok again", Some(2), t1);
         assert_eq!(c[0].last_transition_time, crate::api::time(t0));
-        set_condition(&mut c, READY, false, "AccessDenied", "no", Some(2), t1);
+        set_condition(
+            &mut c,
+            READY,
+            false,
+            Reason::AccessDenied,
+            "no",
+            Some(2),
+            t1,
+        );
         assert_eq!(c[0].last_transition_time, crate::api::time(t1));
         assert_eq!(c.len(), 1);
     }

@@ -33,7 +33,7 @@ fn next_status(
             &mut st.conditions,
             cond::READY,
             true,
-            "Valid",
+            crate::api::Reason::Valid,
             "credentials valid and provider reachable",
             generation,
             Utc::now(),

@@ -13,8 +13,8 @@ use kube::{Api, Client, ResourceExt};
 
 use super::tenancy;
 use crate::api::{
-    ClusterSecretStore, ClusterStoreCondition, ProviderSpec, SecretRef, SecretStore, StoreKind,
-    duration, validation,
+    ClusterSecretStore, ClusterStoreCondition, ProviderSpec, Reason, SecretRef, SecretStore,
+    StoreKind, duration, validation,
 };
 use crate::providers::fetch::{StoreHandle, TokenBucket};
 use crate::providers::{Provider, ProviderError, fake::FakeProvider, file};
@@ -88,15 +88,15 @@ pub enum StoreError {
 
 impl StoreError {
     /// Stable reason for conditions, events and metrics.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::NotFound { .. } => "StoreNotFound",
-            Self::NamespaceNotAllowed { .. } => "NamespaceNotAllowed",
-            Self::KeyNotAllowed { .. } => "KeyNotAllowed",
-            Self::InlineSecretsDisabled { .. } => "InlineSecretsDisabled",
-            Self::ProviderUnsupported { .. } => "ProviderUnsupported",
-            Self::InvalidConfig { .. } => "InvalidStoreConfig",
-            Self::Unavailable { .. } => "StoreUnavailable",
+            Self::NotFound { .. } => Reason::StoreNotFound,
+            Self::NamespaceNotAllowed { .. } => Reason::NamespaceNotAllowed,
+            Self::KeyNotAllowed { .. } => Reason::KeyNotAllowed,
+            Self::InlineSecretsDisabled { .. } => Reason::InlineSecretsDisabled,
+            Self::ProviderUnsupported { .. } => Reason::ProviderUnsupported,
+            Self::InvalidConfig { .. } => Reason::InvalidStoreConfig,
+            Self::Unavailable { .. } => Reason::StoreUnavailable,
         }
     }
 

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 
 use super::desired::DesiredSecret;
-use crate::api::{self, CreationPolicy, DriftPolicy};
+use crate::api::{self, CreationPolicy, DriftPolicy, Reason};
 use crate::audit::HmacKey;
 use crate::value::SecretBytes;
 
@@ -37,7 +37,7 @@ pub enum Decision {
     /// We must not or cannot write it.
     Refused {
         /// Stable reason (condition/event).
-        reason: &'static str,
+        reason: Reason,
         /// Why, naming the Secret.
         message: String,
     },
@@ -133,14 +133,14 @@ pub fn decide(
             ),
         };
         return Decision::Refused {
-            reason: "TargetConflict",
+            reason: Reason::TargetConflict,
             message,
         };
     }
     let existing_type = secret.type_.as_deref().unwrap_or("Opaque");
     if existing_type != desired.type_ {
         return Decision::Refused {
-            reason: "TargetTypeMismatch",
+            reason: Reason::TargetTypeMismatch,
             message: format!(
                 "Secret {name:?} has type {existing_type:?} but {:?} is wanted; Kubernetes cannot change a Secret's type, delete it to let secretsync recreate it",
                 desired.type_
@@ -151,7 +151,7 @@ pub fn decide(
     let data_matches = actual.as_deref() == Some(desired.data_hmac.as_str());
     if secret.immutable == Some(true) && !data_matches {
         return Decision::Refused {
-            reason: "TargetImmutable",
+            reason: Reason::TargetImmutable,
             message: format!(
                 "Secret {name:?} is immutable and holds other data; change target.name to roll out new data"
             ),
@@ -435,7 +435,7 @@ mod tests {
                 &key()
             ),
             Decision::Refused {
-                reason: "TargetConflict",
+                reason: Reason::TargetConflict,
                 ..
             }
         ));
@@ -450,7 +450,7 @@ mod tests {
                 &key()
             ),
             Decision::Refused {
-                reason: "TargetConflict",
+                reason: Reason::TargetConflict,
                 ..
             }
         ));
@@ -466,7 +466,7 @@ mod tests {
                 &key()
             ),
             Decision::Refused {
-                reason: "TargetConflict",
+                reason: Reason::TargetConflict,
                 ..
             }
         ));
@@ -612,7 +612,7 @@ mod tests {
                 &key()
             ),
             Decision::Refused {
-                reason: "TargetImmutable",
+                reason: Reason::TargetImmutable,
                 ..
             }
         ));
@@ -629,7 +629,7 @@ mod tests {
                 &key()
             ),
             Decision::Refused {
-                reason: "TargetTypeMismatch",
+                reason: Reason::TargetTypeMismatch,
                 ..
             }
         ));
@@ -678,7 +678,7 @@ mod tests {
                 match &existing {
                     None => prop_assert_eq!(&dec, &Decision::Create),
                     Some(_) if !owned && creation != CreationPolicy::Merge => {
-                        let refused = matches!(dec, Decision::Refused { reason: "TargetConflict", .. });
+                        let refused = matches!(dec, Decision::Refused { reason: Reason::TargetConflict, .. });
                         prop_assert!(refused, "{:?}", dec);
                     }
                     Some(_) => {

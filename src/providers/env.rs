@@ -250,7 +250,7 @@ mod tests {
         };
         assert_eq!(
             p.get(&versioned).await.unwrap_err().reason(),
-            "InvalidStoreConfig"
+            crate::api::Reason::InvalidStoreConfig
         );
         let found = p
             .find(&FindQuery {

@@ -128,7 +128,7 @@ pub struct CallOutcome {
     /// Keys that failed.
     pub failed: usize,
     /// The reason of the most significant failure ([`ProviderError::reason`]), `None` if all succeeded.
-    pub error: Option<&'static str>,
+    pub error: Option<crate::api::Reason>,
     /// How long the call took.
     pub elapsed: Duration,
 }
@@ -695,7 +695,9 @@ impl Inner {
 }
 
 /// The reason to report for a call with these failures: anything beats not-found.
-fn most_significant<'a>(errs: impl Iterator<Item = &'a ProviderError>) -> Option<&'static str> {
+fn most_significant<'a>(
+    errs: impl Iterator<Item = &'a ProviderError>,
+) -> Option<crate::api::Reason> {
     let mut best: Option<&ProviderError> = None;
     for e in errs {
         if best.is_none_or(|b| matches!(b, ProviderError::NotFound { .. })) {

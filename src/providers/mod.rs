@@ -19,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::api::Reason;
 use crate::value::SecretBytes;
 
 /// Where a Kubernetes service-account JWT comes from (a TokenRequest for a `serviceAccountRef`, or a
@@ -179,15 +180,15 @@ pub const MAX_FIND_RESULTS: usize = 1000;
 
 impl ProviderError {
     /// A stable category: used as condition reason, event reason and metric label.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::NotFound { .. } => "RemoteKeyNotFound",
-            Self::AccessDenied { .. } => "AccessDenied",
-            Self::Throttled { .. } => "ProviderThrottled",
-            Self::Transient { .. } => "ProviderUnavailable",
-            Self::InvalidResponse { .. } => "InvalidRemoteValue",
-            Self::InvalidConfig { .. } => "InvalidStoreConfig",
-            Self::TooLarge { .. } => "SecretTooLarge",
+            Self::NotFound { .. } => Reason::RemoteKeyNotFound,
+            Self::AccessDenied { .. } => Reason::AccessDenied,
+            Self::Throttled { .. } => Reason::ProviderThrottled,
+            Self::Transient { .. } => Reason::ProviderUnavailable,
+            Self::InvalidResponse { .. } => Reason::InvalidRemoteValue,
+            Self::InvalidConfig { .. } => Reason::InvalidStoreConfig,
+            Self::TooLarge { .. } => Reason::SecretTooLarge,
         }
     }
 

@@ -760,7 +760,7 @@ impl VaultProvider {
                     }
                     Err(e) if e.is_retryable() => return Ok(tok),
                     Err(e) => {
-                        tracing::debug!(store = %self.cfg.store, reason = e.reason(), "vault token renewal failed; logging in again");
+                        tracing::debug!(store = %self.cfg.store, reason = %e.reason(), "vault token renewal failed; logging in again");
                     }
                 }
             }

@@ -942,7 +942,11 @@ mod tests {
         assert!(validate_secret_name(&"a".repeat(127)).is_ok());
         for bad in ["", "a/b", "a_b", "a.b", "/x", "naïve", &"a".repeat(128)] {
             let e = validate_secret_name(bad).unwrap_err();
-            assert_eq!(e.reason(), "InvalidStoreConfig", "{bad:?}");
+            assert_eq!(
+                e.reason(),
+                crate::api::Reason::InvalidStoreConfig,
+                "{bad:?}"
+            );
         }
         assert!(validate_version("x", "0123456789abcdef0123456789abcdef").is_ok());
         assert!(validate_version("x", "../etc").is_err());
@@ -1018,17 +1022,17 @@ mod tests {
         // A 404 that is not Key Vault's answer is never "not found" (it could delete a Secret).
         assert_eq!(
             classify_status("s", 404, b"<html>no</html>", None, Some("x")).reason(),
-            "ProviderUnavailable"
+            crate::api::Reason::ProviderUnavailable
         );
         let forbidden = b"{\"error\":{\"code\":\"Forbidden\",\"message\":\"The user ... does not have secrets get permission\\r\\nCaller: appid=1\"}}";
         let e = classify_status("s", 403, forbidden, None, Some("x"));
-        assert_eq!(e.reason(), "AccessDenied");
+        assert_eq!(e.reason(), crate::api::Reason::AccessDenied);
         assert!(!e.to_string().contains('\r'), "{e}");
         assert!(e.to_string().contains("Forbidden"), "{e}");
         // The code is one line too; a code that is not exactly `SecretNotFound` is no not-found.
         let crlf = br#"{"error":{"code":"SecretNotFound\r\nX-Injected: 1","message":"m"}}"#;
         let e = classify_status("s", 404, crlf, None, Some("x"));
-        assert_eq!(e.reason(), "ProviderUnavailable");
+        assert_eq!(e.reason(), crate::api::Reason::ProviderUnavailable);
         assert!(!e.to_string().contains(['\r', '\n']), "{e:?}");
         assert!(
             e.to_string().contains("SecretNotFound X-Injected: 1"),
@@ -1042,11 +1046,11 @@ mod tests {
         );
         assert_eq!(
             classify_status("s", 503, b"", None, Some("x")).reason(),
-            "ProviderUnavailable"
+            crate::api::Reason::ProviderUnavailable
         );
         assert_eq!(
             classify_status("s", 400, b"", None, Some("x")).reason(),
-            "InvalidStoreConfig"
+            crate::api::Reason::InvalidStoreConfig
         );
     }
 
@@ -1068,15 +1072,24 @@ mod tests {
                 "AADSTS7000215: Invalid client secret provided.".to_string()
             ))
         );
-        assert_eq!(classify("s", &e, None).reason(), "AccessDenied");
+        assert_eq!(
+            classify("s", &e, None).reason(),
+            crate::api::Reason::AccessDenied
+        );
         let inner = azure_core::Error::with_message(
             ErrorKind::DataConversion,
             r#"invalid type: string "AADSTS90033: A transient error has occurred.\r\n""#,
         );
         let e = azure_core::Error::with_error(ErrorKind::Credential, inner, "failed");
-        assert_eq!(classify("s", &e, None).reason(), "ProviderUnavailable");
+        assert_eq!(
+            classify("s", &e, None).reason(),
+            crate::api::Reason::ProviderUnavailable
+        );
         let e = azure_core::Error::with_message(ErrorKind::Credential, "no client ID specified");
-        assert_eq!(classify("s", &e, None).reason(), "AccessDenied");
+        assert_eq!(
+            classify("s", &e, None).reason(),
+            crate::api::Reason::AccessDenied
+        );
         assert_eq!(aadsts(&e), None);
     }
 
@@ -1123,6 +1136,6 @@ mod tests {
         s.tenant_id = Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into());
         let p = AzureKeyVault::new(s).expect("provider");
         let e = p.get(&RemoteRef::latest("a/b")).await.unwrap_err();
-        assert_eq!(e.reason(), "InvalidStoreConfig");
+        assert_eq!(e.reason(), crate::api::Reason::InvalidStoreConfig);
     }
 }

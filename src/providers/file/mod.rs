@@ -411,7 +411,7 @@ mod tests {
             }
         );
         let e = block(p.get(&RemoteRef::latest("/nope"))).unwrap_err();
-        assert_eq!(e.reason(), "RemoteKeyNotFound");
+        assert_eq!(e.reason(), crate::api::Reason::RemoteKeyNotFound);
         let expired = block(p.get(&RemoteRef::latest("/dev/db"))).unwrap();
         assert!(expired.meta.expires.unwrap() < chrono::Utc::now());
         block(p.validate()).unwrap();
@@ -453,13 +453,13 @@ mod tests {
         let bytes = p.store().to_bytes().unwrap();
         let other = Keyring::single(MasterKey::generate());
         let e = FileProvider::from_bytes(&bytes, other).unwrap_err();
-        assert_eq!(e.reason(), "AccessDenied");
+        assert_eq!(e.reason(), crate::api::Reason::AccessDenied);
         let (_, ring) = provider();
         let e = FileProvider::from_bytes(&bytes[..bytes.len() / 2], ring).unwrap_err();
-        assert_eq!(e.reason(), "InvalidStoreConfig");
+        assert_eq!(e.reason(), crate::api::Reason::InvalidStoreConfig);
         let e =
             FileProvider::open(Path::new("/nonexistent/store.json"), Keyring::new()).unwrap_err();
-        assert_eq!(e.reason(), "InvalidStoreConfig");
+        assert_eq!(e.reason(), crate::api::Reason::InvalidStoreConfig);
         assert!(e.to_string().contains("/nonexistent/store.json"));
     }
 }
