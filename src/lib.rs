@@ -10,5 +10,6 @@ pub mod controller;
 pub mod fuzzing;
 pub mod providers;
 pub mod server;
+pub mod stores;
 pub mod telemetry;
 pub mod value;

@@ -106,10 +106,13 @@ fn assert_no_leak(o: &Output) {
     }
 }
 
-const GOOD: &str = "secretsync check -f good/ --master-key-file master.key";
-const GOOD_JSON: &str = "secretsync check -f good/ --master-key-file master.key --output json";
-const BROKEN: &str = "secretsync check -f broken/ --master-key-file master.key";
-const RENDER: &str = "secretsync render -f good/ --master-key-file master.key";
+const GOOD: &str =
+    "secretsync check -f good/ --master-key-file master.key --file-store team-files=store.json";
+const GOOD_JSON: &str = "secretsync check -f good/ --master-key-file master.key --file-store team-files=store.json --output json";
+const BROKEN: &str =
+    "secretsync check -f broken/ --master-key-file master.key --file-store team-files=store.json";
+const RENDER: &str =
+    "secretsync render -f good/ --master-key-file master.key --file-store team-files=store.json";
 const ENV_CHECK: &str = "secretsync check -f env/ --store-override aws-prod=env";
 
 #[test]
@@ -161,13 +164,14 @@ fn broken_set_names_every_problem() {
     assert_eq!(code(&out), 1, "{out:?}");
     assert_eq!(
         stdout(&out),
-        r#"SecretRef/demo/bad-fields: spec.refreshInterval: "1 day" is not a duration (use e.g. 1h, 15m, 90s, 1h30m) [InvalidSpec]
+        r#"SecretRef/demo/ambient: spec.storeRef: store "borrowed-identity": aws without auth uses the controller's own AWS identity (the SDK default chain), which only a ClusterSecretStore (or a SecretStore in the controller's namespace) may use; set auth.jwt.serviceAccountRef (a service account of this namespace exchanged for a role) or auth.secretRef [InvalidStoreConfig]
+SecretRef/demo/bad-fields: spec.refreshInterval: "1 day" is not a duration (use e.g. 1h, 15m, 90s, 1h30m) [InvalidSpec]
 SecretRef/demo/bad-fields: spec.data[0].secretKey: "a b" is not a valid Secret key (letters, digits, '-', '_', '.') [InvalidSpec]
 SecretRef/demo/missing-key: spec.data[0].remoteRef.key: remote key "/demo/missing" not found [RemoteKeyNotFound]
 SecretRef/demo/outside-prefix: spec.data[0].remoteRef.key: ClusterSecretStore "shared" does not allow namespace "demo" to read remote key "/prod/db" [KeyNotAllowed]
 SecretRef/demo/unknown-store: spec.storeRef: SecretStore "nope" not found in namespace "demo" [StoreNotFound]
 SecretRef/other/other-ns: spec.storeRef: ClusterSecretStore "shared" does not admit namespace "other" [NamespaceNotAllowed]
-FAIL: 5 of 5 SecretRef(s) have problems, 0 invalid store(s), 0 other object(s) ignored
+FAIL: 6 of 6 SecretRef(s) have problems, 0 invalid store(s), 0 other object(s) ignored
 "#
     );
     assert_no_leak(&out);
@@ -295,10 +299,58 @@ fn configmap_backed_stores_need_file_store() {
     let key = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
     let out = run(
         dir.path(),
-        &["check", "-f", "good/"],
+        &[
+            "check",
+            "-f",
+            "good/",
+            "--file-store",
+            "team-files=store.json",
+        ],
         None,
         &[("SECRETSYNC_MASTER_KEY", key.trim())],
     );
+    assert_eq!(code(&out), 0, "{out:?}");
+    // The ConfigMap's manifest (how GitOps repositories commit the document) serves it too.
+    let doc = std::fs::read_to_string(dir.path().join("store.json")).unwrap();
+    let cm = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "team-secrets", "namespace": "demo"},
+        "data": {"store.json": doc},
+    });
+    std::fs::write(dir.path().join("cm.json"), cm.to_string()).unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "check",
+            "-f",
+            "good/",
+            "-f",
+            "cm.json",
+            "--master-key-file",
+            "master.key",
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(code(&out), 0, "{out:?}");
+    // The controller's rule on its own files: a team's SecretStore may not read `file.path` (the
+    // controller refuses it), unless it is in the controller's namespace.
+    let stores = std::fs::read_to_string(dir.path().join("good/stores.yaml")).unwrap();
+    let with_path = stores.replace(
+        "configMapRef: {name: team-secrets, key: store.json}",
+        "path: store.json",
+    );
+    assert_ne!(stores, with_path);
+    std::fs::write(dir.path().join("good/stores.yaml"), with_path).unwrap();
+    let out = run(dir.path(), &words(GOOD), None, &[]);
+    assert_eq!(code(&out), 1, "{out:?}");
+    assert!(
+        stdout(&out).contains("SecretRef/demo/db: spec.storeRef: store \"team-files\": file.path reads the controller's filesystem, which only a ClusterSecretStore (or a SecretStore in the controller's namespace) may use; use configMapRef [InvalidStoreConfig]"),
+        "{out:?}"
+    );
+    let mut args = words(GOOD);
+    args.extend(["--controller-namespace", "demo"]);
+    let out = run(dir.path(), &args, None, &[]);
     assert_eq!(code(&out), 0, "{out:?}");
     // A wrong master key is a store problem naming the reason, never a value.
     let out = run(
@@ -352,6 +404,26 @@ fn env_provider_via_store_override() {
         ),
         "{out:?}"
     );
+    // The override changes where values come from, not which stores the controller accepts: a
+    // team's AWS store without auth (the controller's own identity) is refused either way.
+    let manifest = std::fs::read_to_string(dir.path().join("env/manifests.yaml")).unwrap();
+    let start = manifest.find("      role:").unwrap();
+    let end = manifest.find("---").unwrap();
+    let ambient = format!("{}{}", &manifest[..start], &manifest[end..]);
+    std::fs::write(dir.path().join("env/manifests.yaml"), &ambient).unwrap();
+    let out = run(
+        dir.path(),
+        &words(ENV_CHECK),
+        None,
+        &[("SECRETSYNC_PROD_DB", value)],
+    );
+    assert_eq!(code(&out), 1, "{ambient}\n{out:?}");
+    assert!(
+        stdout(&out).contains("controller's own AWS identity")
+            && stdout(&out).contains("[InvalidStoreConfig]"),
+        "{out:?}"
+    );
+    std::fs::write(dir.path().join("env/manifests.yaml"), &manifest).unwrap();
     // Without the override: the aws provider cannot be read offline.
     let out = run(
         dir.path(),
@@ -483,7 +555,15 @@ fn render_is_all_or_nothing() {
     let dir = setup();
     let out = run(
         dir.path(),
-        &["render", "-f", "broken/", "--master-key-file", "master.key"],
+        &[
+            "render",
+            "-f",
+            "broken/",
+            "--master-key-file",
+            "master.key",
+            "--file-store",
+            "team-files=store.json",
+        ],
         None,
         &[],
     );
@@ -506,6 +586,8 @@ fn namespace_labels_come_from_manifests_or_options() {
         "good/secretrefs.yaml",
         "--master-key-file",
         "master.key",
+        "--file-store",
+        "team-files=store.json",
     ];
     // Without the Namespace manifest, the labels of "demo" are unknown: the selector admits nothing.
     let out = run(dir.path(), &base, None, &[]);

@@ -160,21 +160,63 @@ pub struct ProviderSpec {
     pub fake: Option<FakeProvider>,
 }
 
+/// The provider a store uses: [`ProviderSpec`] seen as the one-of it is (the CRD's CEL rule and
+/// validation guarantee exactly one field; the struct of options keeps the schema and lets an invalid
+/// object still be read and reported instead of breaking the watch).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Provider<'a> {
+    /// AWS Secrets Manager.
+    Aws(&'a AwsProvider),
+    /// Azure Key Vault.
+    AzureKeyVault(&'a AzureKeyVaultProvider),
+    /// HashiCorp Vault or OpenBao.
+    Vault(&'a VaultProvider),
+    /// The local encrypted file store.
+    File(&'a FileProvider),
+    /// Inline values.
+    Fake(&'a FakeProvider),
+}
+
+impl Provider<'_> {
+    /// The provider's field name, for messages and labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Provider::Aws(_) => "aws",
+            Provider::AzureKeyVault(_) => "azureKeyVault",
+            Provider::Vault(_) => "vault",
+            Provider::File(_) => "file",
+            Provider::Fake(_) => "fake",
+        }
+    }
+}
+
 impl ProviderSpec {
+    /// The configured provider; `None` unless exactly one is set.
+    pub fn selected(&self) -> Option<Provider<'_>> {
+        if self.count() != 1 {
+            return None;
+        }
+        let ProviderSpec {
+            aws,
+            azure_key_vault,
+            vault,
+            file,
+            fake,
+        } = self;
+        aws.as_ref()
+            .map(Provider::Aws)
+            .or(azure_key_vault.as_ref().map(Provider::AzureKeyVault))
+            .or(vault.as_ref().map(Provider::Vault))
+            .or(file.as_ref().map(Provider::File))
+            .or(fake.as_ref().map(Provider::Fake))
+    }
+
     /// The name of the configured provider (first set), for messages and labels.
     pub fn kind_name(&self) -> &'static str {
-        if self.aws.is_some() {
-            "aws"
-        } else if self.azure_key_vault.is_some() {
-            "azureKeyVault"
-        } else if self.vault.is_some() {
-            "vault"
-        } else if self.file.is_some() {
-            "file"
-        } else if self.fake.is_some() {
-            "fake"
-        } else {
-            "none"
+        match self.selected() {
+            Some(p) => p.name(),
+            None if self.count() > 1 => "several",
+            None => "none",
         }
     }
 

@@ -4,10 +4,11 @@
 //! ```text
 //! secretsync check -f PATH... [--output text|json] [-n NS] [--master-key-file KEY]
 //!                  [--file-store NAME=PATH]... [--store-override NAME=env]... [--namespace-labels NS=K=V]...
+//!                  [--controller-namespace NS]
 //! ```
 //!
 //! Every SecretRef goes through the controller's steps — validation, store resolution under the
-//! tenancy rules, provider reads (`data`, `dataFrom.extract`, `dataFrom.find`; a find matching
+//! tenancy and ambient-credential rules ([`crate::stores`], the controller's own code), provider reads (`data`, `dataFrom.extract`, `dataFrom.find`; a find matching
 //! nothing is a problem), and [`crate::controller::desired::build`] — so missing keys and
 //! properties, template errors, empty values and oversize Secrets are caught exactly as the
 //! controller would report them. Every store manifest is validated too. Problems carry the
@@ -35,9 +36,9 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::manifests::{
-    self, CliError, Evaluated, Manifest, Manifests, Offline, OfflineArgs, Problem,
-};
+use super::evaluate::{Evaluated, evaluate};
+use super::manifests::{self, CliError, Manifest, Manifests, OfflineArgs, Problem};
+use super::offline::Offline;
 use crate::api::StoreKind;
 use crate::audit::HmacKey;
 
@@ -216,7 +217,7 @@ pub async fn run(args: &CheckArgs, out: &mut dyn Write) -> Result<bool, CliError
     let manifests = manifests::load_args(&args.offline)?;
     let offline = Offline::new(&manifests, &args.offline)?;
     // Check never prints HMACs; any key gives the same verdicts.
-    let evaluated = manifests::evaluate(&manifests, &offline, &HmacKey::random()).await;
+    let evaluated = evaluate(&manifests, &offline, &HmacKey::random()).await;
     let report = report(&manifests, &evaluated);
     match args.output {
         CheckOutput::Text => write_text(out, &report, &evaluated)?,

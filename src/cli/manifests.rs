@@ -1,13 +1,12 @@
-//! Shared by `secretsync check` and `secretsync render`: loading manifests, validating them, resolving
-//! stores offline, and running the controller's build step for every SecretRef.
+//! Shared by `secretsync check` and `secretsync render`: loading manifests and validating them.
 //!
 //! # Loading
 //!
 //! `-f PATH` (repeatable) names files or directories; directories are walked recursively in name
 //! order for `*.yaml`, `*.yml` and `*.json`. Files hold one or more YAML documents (JSON is YAML);
 //! a `kind: List` is expanded. `secretsync.io/v1alpha1` SecretRefs, SecretStores and
-//! ClusterSecretStores are kept; other kinds are counted and ignored (`Namespace` objects also
-//! supply namespace labels). An object without a namespace gets `--namespace` (default `default`),
+//! ClusterSecretStores are kept; other kinds are counted as ignored (`Namespace` objects also
+//! supply namespace labels, `ConfigMap`s the documents of file stores). An object without a namespace gets `--namespace` (default `default`),
 //! like `kubectl apply`. Unreadable files, malformed YAML, objects without `apiVersion`/`kind`/
 //! `metadata.name`, unknown secretsync kinds or versions, and the same object twice are input
 //! errors (exit code 2).
@@ -19,48 +18,18 @@
 //! CEL rules of the CRDs (`validate_cel`) and [`crate::api::validation`] must pass. Problems have
 //! the reason `InvalidSpec` and name the field.
 //!
-//! # Offline store resolution
-//!
-//! A SecretRef's store is looked up among the loaded manifests with the controller's tenancy rules:
-//! a SecretStore only in the SecretRef's namespace; a ClusterSecretStore only if one of its
-//! `conditions` admits the namespace (by name, or by `namespaceSelector` over the labels from
-//! `Namespace` manifests and `--namespace-labels NS=KEY=VALUE`; without either the labels are
-//! unknown and a selector admits nothing), and only for keys within that condition's
-//! `allowedKeyPrefixes`. Providers are built offline:
-//!
-//! - `file` with `path`: the file is read from the local filesystem; a relative path is relative to
-//!   the current directory. `--file-store NAME=PATH` reads store `NAME`'s document from `PATH`
-//!   instead, which is required for a `configMapRef` store (the ConfigMap is not available offline).
-//!   Master keys come from `--master-key-file`, `SECRETSYNC_MASTER_KEY` or
-//!   `SECRETSYNC_MASTER_KEY_FILE` (not from `masterKeySecretRef`).
-//! - `fake`: allowed offline (its values are in the manifest anyway).
-//! - `--store-override NAME=env`: store `NAME` (which must exist in the manifests; tenancy rules
-//!   still apply) is served from `SECRETSYNC_*` variables by [`crate::providers::env`], whatever
-//!   its provider.
-//! - `aws`, `azureKeyVault`, `vault`: not supported offline by this version (`ProviderUnsupported`).
+//! Stores are resolved and SecretRefs judged by [`super::offline`] and [`super::evaluate`].
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
-use crate::api::{
-    ClusterSecretStore, ClusterStoreCondition, ProviderSpec, Reason, SecretRef, SecretRefSpec,
-    SecretStore, StoreKind, validation,
-};
-use crate::audit::HmacKey;
-use crate::cli::store::{MasterKeyArgs, load_keyring_from_cli};
-use crate::controller::desired::{self, Answers, DesiredSecret};
-use crate::controller::stores::StoreError;
-use crate::controller::tenancy;
-use crate::providers::env::EnvProvider;
-use crate::providers::fake::FakeProvider;
-use crate::providers::file::{FileProvider, Keyring};
-use crate::providers::{Provider, RemoteRef};
+use crate::api::{ClusterSecretStore, Reason, SecretRef, SecretStore, validation};
+use crate::cli::store::MasterKeyArgs;
+use crate::stores::StoreError;
 
 /// Exit code: every SecretRef resolves.
 pub const EXIT_OK: u8 = 0;
@@ -138,6 +107,10 @@ pub struct OfflineArgs {
     /// A label of a namespace, for ClusterSecretStore namespaceSelectors. Repeatable.
     #[arg(long = "namespace-labels", value_name = "NS=KEY=VALUE")]
     pub namespace_labels: Vec<String>,
+    /// The namespace the controller runs in: only its SecretStores (and ClusterSecretStores) may use
+    /// the controller's own identity or files, as in the cluster.
+    #[arg(long, value_name = "NS", default_value = "secretsync-system")]
+    pub controller_namespace: String,
 }
 
 /// One problem found with an object: a stable reason, the field at fault, and a message without values.
@@ -152,7 +125,11 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(reason: Reason, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        reason: Reason,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             reason,
             field: field.into(),
@@ -160,7 +137,7 @@ impl Problem {
         }
     }
 
-    fn from_store(e: &StoreError) -> Self {
+    pub(crate) fn from_store(e: &StoreError) -> Self {
         Self::new(e.reason(), "spec.storeRef", e.to_string())
     }
 }
@@ -220,6 +197,8 @@ pub struct Manifests {
     pub stores: Vec<Manifest<SecretStore>>,
     /// ClusterSecretStores, sorted by name.
     pub cluster_stores: Vec<Manifest<ClusterSecretStore>>,
+    /// `data` and `binaryData` of ConfigMaps, by namespace and name (file stores' documents).
+    pub config_maps: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
     /// Labels of `Namespace` objects found in the manifests.
     pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
     /// How many objects of other kinds were ignored.
@@ -349,6 +328,36 @@ fn add_value(
                 add_value(m, seen, item.clone(), source, default_namespace)?;
             }
         }
+        return Ok(());
+    }
+    if kind == "ConfigMap" && api_version == "v1" {
+        // Kept for file stores with a configMapRef (their document is encrypted, so it is
+        // committed as a ConfigMap next to the store).
+        if let Some(name) = str_at(&value, &["metadata", "name"]) {
+            let ns = str_at(&value, &["metadata", "namespace"]).unwrap_or(default_namespace);
+            let mut keys: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+            if let Some(data) = value.get("data").and_then(Value::as_mapping) {
+                for (k, v) in data {
+                    if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
+                        keys.insert(k.to_string(), v.as_bytes().to_vec());
+                    }
+                }
+            }
+            if let Some(data) = value.get("binaryData").and_then(Value::as_mapping) {
+                use base64::Engine;
+                for (k, v) in data {
+                    let decoded = v
+                        .as_str()
+                        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok());
+                    if let (Some(k), Some(v)) = (k.as_str(), decoded) {
+                        keys.insert(k.to_string(), v);
+                    }
+                }
+            }
+            m.config_maps
+                .insert((ns.to_string(), name.to_string()), keys);
+        }
+        m.ignored += 1;
         return Ok(());
     }
     if kind == "Namespace" && api_version == "v1" {
@@ -571,7 +580,10 @@ fn unknown_fields(
 }
 
 /// Parses `NAME=VALUE` options.
-fn parse_pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+pub(crate) fn parse_pairs(
+    flag: &str,
+    items: &[String],
+) -> Result<BTreeMap<String, String>, CliError> {
     let mut out = BTreeMap::new();
     for item in items {
         let Some((k, v)) = item
@@ -587,452 +599,6 @@ fn parse_pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>,
         }
     }
     Ok(out)
-}
-
-/// A store resolved offline for one SecretRef.
-#[derive(Clone)]
-pub struct OfflineStore {
-    /// `SecretStore` or `ClusterSecretStore`.
-    pub kind: StoreKind,
-    /// The store's name.
-    pub name: String,
-    /// Its provider.
-    pub provider: Arc<dyn Provider>,
-    /// For cluster stores: the conditions admitting the SecretRef's namespace.
-    pub admitting: Option<Vec<ClusterStoreCondition>>,
-}
-
-impl OfflineStore {
-    /// The controller's key rule for cluster stores (`allowedKeyPrefixes`).
-    fn check_key(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
-        crate::controller::stores::check_key(&self.name, self.admitting.as_deref(), namespace, key)
-    }
-}
-
-/// A provider built for a store, or why it could not be.
-type BuiltProvider = Result<Arc<dyn Provider>, Problem>;
-
-/// Resolves stores and builds providers offline (see the module docs). Providers are built once per store.
-pub struct Offline<'a> {
-    manifests: &'a Manifests,
-    file_stores: BTreeMap<String, PathBuf>,
-    env_stores: BTreeSet<String>,
-    namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
-    master_key_file: Option<PathBuf>,
-    keyring: RefCell<Option<Result<Keyring, String>>>,
-    providers: RefCell<HashMap<String, BuiltProvider>>,
-}
-
-impl<'a> Offline<'a> {
-    /// Parses the store options. Options naming no store in the manifests are warned about on stderr.
-    pub fn new(manifests: &'a Manifests, args: &OfflineArgs) -> Result<Self, CliError> {
-        let file_stores: BTreeMap<String, PathBuf> =
-            parse_pairs("--file-store", &args.file_stores)?
-                .into_iter()
-                .map(|(k, v)| (k, PathBuf::from(v)))
-                .collect();
-        let overrides = parse_pairs("--store-override", &args.store_overrides)?;
-        let mut env_stores = BTreeSet::new();
-        for (name, provider) in overrides {
-            if provider != "env" {
-                return Err(CliError::Usage(format!(
-                    "--store-override {name}={provider}: the only override is `env`"
-                )));
-            }
-            env_stores.insert(name);
-        }
-        let mut namespace_labels = manifests.namespace_labels.clone();
-        for item in &args.namespace_labels {
-            let parsed = item
-                .split_once('=')
-                .and_then(|(ns, kv)| Some((ns, kv.split_once('=')?)))
-                .filter(|(ns, (k, _))| !ns.is_empty() && !k.is_empty());
-            let Some((ns, (k, v))) = parsed else {
-                return Err(CliError::Usage(format!(
-                    "--namespace-labels {item:?}: expected NS=KEY=VALUE"
-                )));
-            };
-            namespace_labels
-                .entry(ns.to_string())
-                .or_default()
-                .insert(k.to_string(), v.to_string());
-        }
-        let known: BTreeSet<&str> = manifests
-            .stores
-            .iter()
-            .map(|s| s.name.as_str())
-            .chain(manifests.cluster_stores.iter().map(|s| s.name.as_str()))
-            .collect();
-        for name in file_stores
-            .keys()
-            .map(|n| ("--file-store", n))
-            .chain(env_stores.iter().map(|n| ("--store-override", n)))
-        {
-            if !known.contains(name.1.as_str()) {
-                eprintln!(
-                    "warning: {} {:?}: no store of that name in the manifests",
-                    name.0, name.1
-                );
-            }
-        }
-        Ok(Self {
-            manifests,
-            file_stores,
-            env_stores,
-            namespace_labels,
-            master_key_file: args.master_key.master_key_file.clone(),
-            keyring: RefCell::new(None),
-            providers: RefCell::new(HashMap::new()),
-        })
-    }
-
-    /// Resolves the store of a SecretRef under the tenancy rules and builds its provider.
-    pub fn resolve(&self, sref: &SecretRef) -> Result<OfflineStore, Problem> {
-        let ns = sref.metadata.namespace.clone().unwrap_or_default();
-        let name = sref.spec.store_ref.name.clone();
-        let invalid = |id: &str, problems: &[Problem]| {
-            let first = problems
-                .first()
-                .map(|p| format!("{}: {}", p.field, p.message))
-                .unwrap_or_else(|| "it could not be read".into());
-            Problem::from_store(&StoreError::InvalidConfig {
-                store: name.clone(),
-                message: format!("{id} is invalid: {first}"),
-            })
-        };
-        match sref.spec.store_ref.kind.unwrap_or_default() {
-            StoreKind::SecretStore => {
-                let store = self
-                    .manifests
-                    .stores
-                    .iter()
-                    .find(|s| s.name == name && s.namespace.as_deref() == Some(ns.as_str()))
-                    .ok_or_else(|| {
-                        Problem::from_store(&StoreError::NotFound {
-                            kind: "SecretStore",
-                            name: name.clone(),
-                            namespace: Some(ns.clone()),
-                        })
-                    })?;
-                let id = store.id("SecretStore");
-                let obj = match &store.object {
-                    Some(o) if store.problems.is_empty() => o,
-                    _ => return Err(invalid(&id, &store.problems)),
-                };
-                Ok(OfflineStore {
-                    kind: StoreKind::SecretStore,
-                    provider: self.provider(&id, &name, &obj.spec.provider)?,
-                    name,
-                    admitting: None,
-                })
-            }
-            StoreKind::ClusterSecretStore => {
-                let store = self
-                    .manifests
-                    .cluster_stores
-                    .iter()
-                    .find(|s| s.name == name)
-                    .ok_or_else(|| {
-                        Problem::from_store(&StoreError::NotFound {
-                            kind: "ClusterSecretStore",
-                            name: name.clone(),
-                            namespace: None,
-                        })
-                    })?;
-                let id = store.id("ClusterSecretStore");
-                let obj = match &store.object {
-                    Some(o) if store.problems.is_empty() => o,
-                    _ => return Err(invalid(&id, &store.problems)),
-                };
-                let labels = self.namespace_labels.get(&ns);
-                let admitting: Vec<ClusterStoreCondition> = tenancy::admitting(
-                    &obj.spec.conditions,
-                    &ns,
-                    labels.unwrap_or(&BTreeMap::new()),
-                )
-                .into_iter()
-                .cloned()
-                .collect();
-                if admitting.is_empty() {
-                    let mut p = Problem::from_store(&StoreError::NamespaceNotAllowed {
-                        store: name.clone(),
-                        namespace: ns.clone(),
-                    });
-                    if labels.is_none()
-                        && obj
-                            .spec
-                            .conditions
-                            .iter()
-                            .any(|c| c.namespace_selector.is_some())
-                    {
-                        p.message.push_str(&format!(
-                            " (the labels of namespace {ns:?} are unknown offline: add its Namespace manifest or pass --namespace-labels {ns}=KEY=VALUE)"
-                        ));
-                    }
-                    return Err(p);
-                }
-                Ok(OfflineStore {
-                    kind: StoreKind::ClusterSecretStore,
-                    provider: self.provider(&id, &name, &obj.spec.provider)?,
-                    name,
-                    admitting: Some(admitting),
-                })
-            }
-        }
-    }
-
-    fn keyring(&self) -> Result<Keyring, String> {
-        self.keyring
-            .borrow_mut()
-            .get_or_insert_with(|| {
-                load_keyring_from_cli(self.master_key_file.as_deref()).map_err(|e| format!("{e:#}"))
-            })
-            .clone()
-    }
-
-    fn provider(
-        &self,
-        id: &str,
-        name: &str,
-        spec: &ProviderSpec,
-    ) -> Result<Arc<dyn Provider>, Problem> {
-        if let Some(p) = self.providers.borrow().get(id) {
-            return p.clone();
-        }
-        let built = self.build_provider(name, spec);
-        self.providers
-            .borrow_mut()
-            .insert(id.to_string(), built.clone());
-        built
-    }
-
-    fn build_provider(
-        &self,
-        name: &str,
-        spec: &ProviderSpec,
-    ) -> Result<Arc<dyn Provider>, Problem> {
-        let invalid = |message: String| {
-            Problem::from_store(&StoreError::InvalidConfig {
-                store: name.to_string(),
-                message,
-            })
-        };
-        if self.env_stores.contains(name) {
-            return Ok(Arc::new(EnvProvider::from_process_env()));
-        }
-        match spec {
-            ProviderSpec {
-                fake: Some(fake), ..
-            } => Ok(Arc::new(FakeProvider::new(fake.clone()))),
-            ProviderSpec {
-                file: Some(file), ..
-            } => {
-                let path = match (self.file_stores.get(name), &file.path, &file.config_map_ref) {
-                    (Some(p), _, _) => p.clone(),
-                    (None, Some(p), _) => PathBuf::from(p),
-                    (None, None, Some(cm)) => {
-                        return Err(invalid(format!(
-                            "it reads ConfigMap {:?} (key {:?}), which is not available offline; pass --file-store {name}=PATH",
-                            cm.name, cm.key
-                        )));
-                    }
-                    (None, None, None) => {
-                        return Err(invalid("file: neither path nor configMapRef is set".into()));
-                    }
-                };
-                let keyring = self.keyring().map_err(invalid)?;
-                let provider = FileProvider::open(&path, keyring).map_err(|e| {
-                    Problem::new(e.reason(), "spec.storeRef", format!("store {name:?}: {e}"))
-                })?;
-                Ok(Arc::new(provider))
-            }
-            // aws, azureKeyVault and vault: one arm each once they can be built offline.
-            other => Err(Problem::new(
-                Reason::ProviderUnsupported,
-                "spec.storeRef",
-                format!(
-                    "store {name:?}: provider {} is not supported offline by this version of secretsync (pass --store-override {name}=env to serve it from SECRETSYNC_* variables)",
-                    other.kind_name()
-                ),
-            )),
-        }
-    }
-}
-
-/// The outcome for one SecretRef.
-#[derive(Debug)]
-pub struct Evaluated {
-    /// The SecretRef's namespace.
-    pub namespace: String,
-    /// The SecretRef's name.
-    pub name: String,
-    /// The store it references (`storeRef.name`).
-    pub store: String,
-    /// The store kind referenced.
-    pub store_kind: StoreKind,
-    /// Every problem found (empty: it resolves and builds).
-    pub problems: Vec<Problem>,
-    /// The Secret the controller would write, when there are no problems.
-    pub desired: Option<DesiredSecret>,
-}
-
-/// Reads what a SecretRef needs from its store, like the controller's fetch (tenancy checks on
-/// every key), but collecting every failure instead of stopping at the first. A `find` that
-/// matches nothing is a problem here.
-pub async fn fetch(
-    store: &OfflineStore,
-    namespace: &str,
-    spec: &SecretRefSpec,
-) -> (Answers, Vec<Problem>) {
-    let plan = desired::plan(spec);
-    let mut fields: Vec<(RemoteRef, String)> = Vec::new();
-    let mut field_of = |r: RemoteRef, f: String| {
-        if !fields.iter().any(|(x, _)| *x == r) {
-            fields.push((r, f));
-        }
-    };
-    for (i, df) in spec.data_from.iter().enumerate() {
-        if let Some(ex) = &df.extract {
-            field_of(
-                RemoteRef {
-                    key: ex.key.clone(),
-                    version: ex.version.clone(),
-                },
-                format!("spec.dataFrom[{i}].extract.key"),
-            );
-        }
-    }
-    for (i, item) in spec.data.iter().enumerate() {
-        field_of(
-            RemoteRef {
-                key: item.remote_ref.key.clone(),
-                version: item.remote_ref.version.clone(),
-            },
-            format!("spec.data[{i}].remoteRef.key"),
-        );
-    }
-    let mut reads: Vec<(RemoteRef, String)> = plan
-        .reads
-        .iter()
-        .map(|r| {
-            let f = fields
-                .iter()
-                .find(|(x, _)| x == r)
-                .map(|(_, f)| f.clone())
-                .unwrap_or_else(|| "spec".into());
-            (r.clone(), f)
-        })
-        .collect();
-    let mut problems = Vec::new();
-    let mut answers = Answers::default();
-    let has_prefixes = store
-        .admitting
-        .as_ref()
-        .is_some_and(|c| c.iter().any(|c| !c.allowed_key_prefixes.is_empty()));
-    for (i, q) in &plan.finds {
-        let field = format!("spec.dataFrom[{i}].find");
-        let scope = match &q.path {
-            Some(p) => store.check_key(namespace, p),
-            None if has_prefixes => store.check_key(namespace, ""),
-            None => Ok(()),
-        };
-        if let Err(e) = scope {
-            problems.push(Problem::new(
-                e.reason(),
-                format!("{field}.path"),
-                e.to_string(),
-            ));
-            continue;
-        }
-        match store.provider.find(q).await {
-            Err(e) => problems.push(Problem::new(e.reason(), &field, e.to_string())),
-            Ok(keys) if keys.is_empty() => problems.push(Problem::new(
-                Reason::RemoteKeyNotFound,
-                &field,
-                format!(
-                    "the search matched no remote keys in store {:?}",
-                    store.name
-                ),
-            )),
-            Ok(keys) => {
-                for k in &keys {
-                    let r = RemoteRef::latest(k.clone());
-                    if !reads.iter().any(|(x, _)| *x == r) {
-                        reads.push((r, field.clone()));
-                    }
-                }
-                answers.found.insert(*i, keys);
-            }
-        }
-    }
-    let mut allowed = Vec::new();
-    for (r, field) in reads {
-        match store.check_key(namespace, &r.key) {
-            Ok(()) => allowed.push((r, field)),
-            Err(e) => problems.push(Problem::new(e.reason(), field, e.to_string())),
-        }
-    }
-    let refs: Vec<RemoteRef> = allowed.iter().map(|(r, _)| r.clone()).collect();
-    let results = store.provider.get_many(&refs).await;
-    for ((r, field), res) in allowed.into_iter().zip(results) {
-        match res {
-            Ok(v) => {
-                answers.values.insert(r, v);
-            }
-            Err(e) => problems.push(Problem::new(e.reason(), field, e.to_string())),
-        }
-    }
-    (answers, problems)
-}
-
-/// Judges every SecretRef: validation, store resolution, reads, and the controller's build step
-/// ([`desired::build`]) with the namespace's key derived from `hmac`, as the controller does.
-/// Results are in the manifests' (sorted) order.
-pub async fn evaluate(
-    manifests: &Manifests,
-    offline: &Offline<'_>,
-    hmac: &HmacKey,
-) -> Vec<Evaluated> {
-    let mut out = Vec::with_capacity(manifests.secret_refs.len());
-    for m in &manifests.secret_refs {
-        let mut ev = Evaluated {
-            namespace: m.namespace.clone().unwrap_or_default(),
-            name: m.name.clone(),
-            store: String::new(),
-            store_kind: StoreKind::SecretStore,
-            problems: m.problems.clone(),
-            desired: None,
-        };
-        let Some(sref) = &m.object else {
-            out.push(ev);
-            continue;
-        };
-        ev.store = sref.spec.store_ref.name.clone();
-        ev.store_kind = sref.spec.store_ref.kind.unwrap_or_default();
-        let store = match offline.resolve(sref) {
-            Ok(s) => s,
-            Err(p) => {
-                ev.problems.push(p);
-                out.push(ev);
-                continue;
-            }
-        };
-        let (answers, problems) = fetch(&store, &ev.namespace, &sref.spec).await;
-        ev.problems.extend(problems);
-        if ev.problems.is_empty() {
-            match desired::build(
-                &m.name,
-                &sref.spec,
-                &answers,
-                &hmac.for_namespace(&ev.namespace),
-            ) {
-                Ok(d) => ev.desired = Some(d),
-                Err(e) => ev.problems.push(Problem::new(e.reason, e.field, e.message)),
-            }
-        }
-        out.push(ev);
-    }
-    out
 }
 
 /// Loads the manifests of `args` and fails with an input error if there is no SecretRef.

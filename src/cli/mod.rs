@@ -3,7 +3,9 @@
 pub mod audit;
 pub mod check;
 pub mod crds;
+pub mod evaluate;
 pub mod manifests;
+pub mod offline;
 pub mod refresh;
 pub mod render;
 pub mod store;

@@ -25,7 +25,9 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use super::manifests::{self, CliError, Offline, OfflineArgs};
+use super::evaluate::evaluate;
+use super::manifests::{self, CliError, OfflineArgs};
+use super::offline::Offline;
 use crate::api;
 use crate::audit::HmacKey;
 use crate::controller::target;
@@ -71,7 +73,7 @@ pub async fn run(
         .transpose()?;
     let offline = Offline::new(&manifests, &args.offline)?;
     let key = hmac.clone().unwrap_or_else(HmacKey::random);
-    let evaluated = manifests::evaluate(&manifests, &offline, &key).await;
+    let evaluated = evaluate(&manifests, &offline, &key).await;
 
     let failing: Vec<_> = evaluated
         .iter()

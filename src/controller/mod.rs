@@ -17,7 +17,6 @@ pub mod stores;
 pub mod sync;
 pub mod target;
 pub mod template;
-pub mod tenancy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -26,7 +26,8 @@ use super::{fold, schedule, status as cond};
 use crate::api::{
     self, CreationPolicy, DeletionPolicy, Reason, SecretRef, SecretRefStatus, duration, validation,
 };
-use crate::providers::{ProviderError, RemoteRef};
+use crate::providers::{FetchedSecret, FindQuery, ProviderError, RemoteRef};
+use crate::stores::read::{self, Mode, Reader};
 
 /// Entry point for the kube-rs controller.
 #[instrument(skip(sref, ctx), fields(namespace = sref.namespace().unwrap_or_default(), name = sref.name_any()))]
@@ -556,11 +557,35 @@ fn schedule_next(ctx: &Context, sref: &SecretRef, key: &str, interval: Duration)
     Action::requeue(wait)
 }
 
-/// Reads sent at once by one reconcile (more for providers that batch, see [`fetch_all`]).
+/// Reads sent at once by one reconcile (more for providers that batch).
 const READ_PART: usize = 4;
 
-/// The reads of one reconcile. `Err((e, true))`: every read said not found (counts toward deletion);
-/// store denials and search failures never do.
+/// The controller's way to the provider: the shared fetch layer (cache, coalescing, budget).
+struct Fetched<'a> {
+    ctx: &'a Context,
+    store: &'a Resolved,
+    max_age: Duration,
+}
+
+#[async_trait::async_trait]
+impl Reader for Fetched<'_> {
+    async fn find(&self, q: &FindQuery) -> Result<Vec<String>, ProviderError> {
+        self.ctx.fetcher.find(&self.store.handle, q).await
+    }
+    async fn get_many(&self, refs: &[RemoteRef]) -> Vec<Result<FetchedSecret, ProviderError>> {
+        self.ctx
+            .fetcher
+            .get_many(&self.store.handle, refs, self.max_age)
+            .await
+    }
+    fn part(&self) -> usize {
+        self.store.handle.provider.max_batch().max(READ_PART)
+    }
+}
+
+/// The reads of one reconcile ([`read::read`], stopping at the first refusal), each audited
+/// and counted. `Err((e, true))`: every read said not found (counts toward deletion); store denials
+/// and search failures never do.
 async fn fetch_all(
     ctx: &Context,
     sref: &SecretRef,
@@ -568,67 +593,23 @@ async fn fetch_all(
     max_age: Duration,
 ) -> Result<Answers, (Error, bool)> {
     let ns = sref.namespace().unwrap_or_default();
-    let plan = desired::plan(&sref.spec);
-    let no_count = |e: Error| (e, false);
     let perr = |source: ProviderError| Error::Provider {
         store: store.name.clone(),
         source,
     };
-    let mut answers = Answers::default();
-    let mut reads = plan.reads.clone();
-    for (i, q) in &plan.finds {
-        if let Some(p) = &q.path {
-            store.check_key(&ns, p).map_err(|e| no_count(e.into()))?;
-        } else if store
-            .admitting
-            .as_ref()
-            .is_some_and(|c| c.iter().any(|c| !c.allowed_key_prefixes.is_empty()))
-        {
-            store.check_key(&ns, "").map_err(|e| no_count(e.into()))?;
-        }
-        let keys = ctx
-            .fetcher
-            .find(&store.handle, q)
-            .await
-            .map_err(|e| no_count(perr(e)))?;
-        for k in &keys {
-            store.check_key(&ns, k).map_err(|e| no_count(e.into()))?;
-            let r = RemoteRef::latest(k.clone());
-            if !reads.contains(&r) {
-                reads.push(r);
-            }
-        }
-        answers.found.insert(*i, keys);
+    let reader = Fetched {
+        ctx,
+        store,
+        max_age,
+    };
+    let report = read::read(store, &ns, &sref.spec, &reader, Mode::StopAtRefusal).await;
+    if let Some(e) = report.refusal() {
+        return Err((e.clone().into(), false));
     }
-    for r in &reads {
-        store
-            .check_key(&ns, &r.key)
-            .map_err(|e| no_count(e.into()))?;
+    if let Some(e) = report.failed_search() {
+        return Err((perr(e.clone()), false));
     }
-    // Read in parts and stop once the answers pass the Secret limit (DESIGN §2.8): a SecretRef
-    // naming many large values never makes the controller hold much more than the limit.
-    let part = store.handle.provider.max_batch().max(READ_PART);
-    let mut results = Vec::with_capacity(reads.len());
-    let mut total = 0usize;
-    for chunk in reads.chunks(part) {
-        if total > api::MAX_SECRET_BYTES {
-            results.extend(chunk.iter().map(|r| {
-                Err(ProviderError::TooLarge {
-                    key: Some(r.key.clone()),
-                    limit: api::MAX_SECRET_BYTES,
-                })
-            }));
-            continue;
-        }
-        let answers = ctx.fetcher.get_many(&store.handle, chunk, max_age).await;
-        total += answers
-            .iter()
-            .filter_map(|a| a.as_ref().ok())
-            .map(|v| v.value.len())
-            .sum::<usize>();
-        results.extend(answers);
-    }
-    for (r, res) in reads.iter().zip(&results) {
+    for (r, res) in &report.reads {
         let mut rec = audit_record(
             ctx,
             sref,
@@ -658,7 +639,8 @@ async fn fetch_all(
         );
     }
     // Complete answers only; the most telling error otherwise (deletion needs all-not-found).
-    match fold::fold_reads(reads.into_iter().zip(results)) {
+    let mut answers = report.answers;
+    match fold::fold_reads(report.reads) {
         Ok(values) => {
             answers.values = values;
             Ok(answers)

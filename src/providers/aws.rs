@@ -1220,6 +1220,65 @@ pub async fn build(settings: AwsSettings) -> Result<Arc<dyn Provider>, ProviderE
     Ok(Arc::new(AwsSecretsManager::new(settings).await?))
 }
 
+/// The default call budget of an AWS store (qps, burst): `BatchGetSecretValue` and `ListSecrets`
+/// allow 100/s per account and region; half of it.
+pub const DEFAULT_RATE: (f64, u32) = (50.0, 100);
+
+/// Builds an `aws` store's provider: static keys (`auth.secretRef`) or web identity (`auth.jwt`, a
+/// token of a ServiceAccount of the store's namespace) from the credentials source; without `auth`
+/// the controller's own identity (the SDK default chain), only for stores that may use it. The
+/// fingerprint names each Secret read.
+pub async fn from_spec(
+    aws: &crate::api::AwsProvider,
+    cx: &super::build::BuildContext<'_>,
+) -> Result<super::build::Built, super::build::ConfigError> {
+    use super::build::ConfigError;
+    let mut settings = AwsSettings::new(cx.store, &aws.region);
+    settings.failover_regions = aws.failover_regions.clone();
+    settings.endpoint = aws.endpoint.clone();
+    settings.role = aws.role.clone();
+    settings.external_id = aws.external_id.clone();
+    settings.allow_insecure_endpoints = cx.allow_insecure_endpoints;
+    let mut fp = Vec::new();
+    let auth = aws.auth.as_ref();
+    if let Some(jwt) = auth.and_then(|a| a.jwt.as_ref()) {
+        settings.web_identity = Some(cx.credentials.service_account_token(
+            Some(&jwt.service_account_ref),
+            &[STS_AUDIENCE],
+            std::path::PathBuf::new(),
+            "aws",
+            "auth.jwt.serviceAccountRef",
+        ));
+        fp.push(format!("jwt:{}", jwt.service_account_ref.name));
+    }
+    if let Some(r) = auth.and_then(|a| a.secret_ref.as_ref()) {
+        let (access_key_id, f1) = cx.credentials.secret_key(&r.access_key_id).await?;
+        let (secret_access_key, f2) = cx.credentials.secret_key(&r.secret_access_key).await?;
+        fp.extend([f1, f2]);
+        let session_token = match &r.session_token {
+            Some(sel) => {
+                let (t, f) = cx.credentials.secret_key(sel).await?;
+                fp.push(f);
+                Some(t)
+            }
+            None => None,
+        };
+        settings.credentials = Some(StaticCredentials {
+            access_key_id,
+            secret_access_key,
+            session_token,
+        });
+    }
+    let provider = AwsSecretsManager::new(settings)
+        .await
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    Ok(super::build::Built {
+        provider: Arc::new(provider),
+        fingerprint: fp.join(","),
+        default_rate: Some(DEFAULT_RATE),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

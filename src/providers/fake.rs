@@ -21,6 +21,21 @@ impl FakeProvider {
     }
 }
 
+/// Builds a `fake` store's provider: only with `--allow-inline-secrets`.
+pub fn from_spec(
+    spec: &FakeSpec,
+    cx: &super::build::BuildContext<'_>,
+) -> Result<super::build::Built, super::build::ConfigError> {
+    if !cx.allow_inline {
+        return Err(super::build::ConfigError::InlineDisabled);
+    }
+    Ok(super::build::Built {
+        provider: std::sync::Arc::new(FakeProvider::new(spec.clone())),
+        fingerprint: String::new(),
+        default_rate: None,
+    })
+}
+
 #[async_trait]
 impl Provider for FakeProvider {
     fn kind(&self) -> ProviderKind {

@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod azure;
+pub mod build;
 pub mod env;
 pub mod fake;
 pub mod fetch;

@@ -1128,6 +1128,99 @@ impl Provider for VaultProvider {
     }
 }
 
+/// The default call budget of a Vault store (qps, burst), unless it sets `rateLimit`.
+pub const DEFAULT_RATE: (f64, u32) = (50.0, 100);
+
+/// Builds a `vault` store's provider. Credentials, CA bundle and client certificate come from the
+/// credentials source; Kubernetes auth with the controller's own token only when the store may use
+/// the controller's identity. The fingerprint names every Secret read (`name@resourceVersion`), so a
+/// changed credential rebuilds the provider and its Vault token.
+pub async fn from_spec(
+    v: &crate::api::VaultProvider,
+    cx: &super::build::BuildContext<'_>,
+) -> Result<super::build::Built, super::build::ConfigError> {
+    use super::build::ConfigError;
+    use base64::Engine;
+    let creds = cx.credentials;
+    let mut fp = Vec::new();
+    let mount_of = |m: &Option<String>, default: &str| {
+        m.as_deref()
+            .map(|m| m.trim_matches('/'))
+            .filter(|m| !m.is_empty())
+            .unwrap_or(default)
+            .to_string()
+    };
+    let auth = if let Some(t) = &v.auth.token {
+        let (token, f) = creds.secret_key(&t.secret_ref).await?;
+        fp.push(f);
+        VaultAuthConfig::Token(token)
+    } else if let Some(a) = &v.auth.app_role {
+        let (secret_id, f) = creds.secret_key(&a.secret_ref).await?;
+        fp.push(f);
+        VaultAuthConfig::AppRole {
+            mount: mount_of(&a.mount_path, "approle"),
+            role_id: a.role_id.clone(),
+            secret_id,
+        }
+    } else if let Some(k) = &v.auth.kubernetes {
+        VaultAuthConfig::Kubernetes {
+            mount: mount_of(&k.mount_path, "kubernetes"),
+            role: k.role.clone(),
+            jwt: creds.service_account_token(
+                k.service_account_ref.as_ref(),
+                &[],
+                "/var/run/secrets/kubernetes.io/serviceaccount/token".into(),
+                "vault",
+                "auth.kubernetes.serviceAccountRef",
+            ),
+        }
+    } else {
+        return Err(ConfigError::Invalid(
+            "vault.auth needs one of token, kubernetes, appRole".into(),
+        ));
+    };
+    let mut cfg = VaultConfig::new(cx.store, &v.server, &v.path, auth);
+    cfg.kv_v2 = v.version.unwrap_or_default() == crate::api::VaultKvVersion::V2;
+    cfg.namespace = v.namespace.clone();
+    cfg.allow_insecure = cx.allow_insecure_endpoints;
+    let mut ca = Vec::new();
+    if let Some(b) = &v.ca_bundle {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .map_err(|_| ConfigError::Invalid("vault.caBundle is not valid base64".into()))?;
+        ca.extend_from_slice(&pem);
+        ca.push(b'\n');
+    }
+    if let Some(sel) = &v.ca_secret_ref {
+        let (pem, f) = creds.secret_key(sel).await?;
+        fp.push(f);
+        ca.extend_from_slice(pem.expose());
+    }
+    if !ca.is_empty() {
+        cfg.ca_pem = Some(ca);
+    }
+    if let Some(sel) = &v.client_cert_secret_ref {
+        let key_of = |key: &str| crate::api::SecretKeySelector {
+            name: sel.name.clone(),
+            key: key.to_string(),
+        };
+        let (crt, f) = creds.secret_key(&key_of("tls.crt")).await?;
+        let (key, _) = creds.secret_key(&key_of("tls.key")).await?;
+        fp.push(f);
+        let mut both = Vec::with_capacity(crt.len() + key.len() + 1);
+        both.extend_from_slice(crt.expose());
+        both.push(b'\n');
+        both.extend_from_slice(key.expose());
+        cfg.client_identity = Some(SecretBytes::new(both));
+    }
+    let provider = VaultProvider::new(cfg).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    Ok(super::build::Built {
+        provider: std::sync::Arc::new(provider),
+        fingerprint: fp.join(","),
+        default_rate: Some(DEFAULT_RATE),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

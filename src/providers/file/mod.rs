@@ -246,6 +246,27 @@ impl FileStoreError {
     }
 }
 
+/// Builds a `file` store's provider: the master keys and the document from the credentials source
+/// (Secret and ConfigMap in the cluster; key file and local file offline). `path` reads the
+/// controller's own filesystem, which belongs to the controller's namespace like its ambient
+/// identity: a tenant's store must not make the controller read its files.
+pub async fn from_spec(
+    spec: &crate::api::FileProvider,
+    cx: &super::build::BuildContext<'_>,
+) -> Result<super::build::Built, super::build::ConfigError> {
+    let (keyring, key_fp) = cx
+        .credentials
+        .file_keyring(spec.master_key_secret_ref.as_ref())
+        .await?;
+    let (doc, doc_fp) = cx.credentials.file_document(spec).await?;
+    let provider = FileProvider::from_bytes(&doc, keyring)?;
+    Ok(super::build::Built {
+        provider: std::sync::Arc::new(provider),
+        fingerprint: format!("{doc_fp}/{key_fp}"),
+        default_rate: None,
+    })
+}
+
 /// The `file` provider: an opened, verified store held in memory.
 #[derive(Debug)]
 pub struct FileProvider {
