@@ -8,7 +8,7 @@
 //! partial batch failures come from mixing them) and time moves on by 0–7 minutes.
 //!
 //! The step runs the controller's own functions in the order `reconcile.rs` does (`desired::plan` →
-//! `fold::fold_reads` → `desired::build` → `sync::outcome`, the same pure function that decides the
+//! `read_outcome::fold_reads` → `desired::build` → `sync::outcome`, the same pure function that decides the
 //! controller's write, status, events and audit records) and carries the outcome out on a model of
 //! the Secret. An independent oracle, computed from the answers alone, checks after every step:
 //! - no key is removed, blanked or changed unless every source answered completely and validly;
@@ -37,7 +37,7 @@ use secretsync::api::{
 use secretsync::audit::HmacKey;
 use secretsync::controller::desired::{self, Answers};
 use secretsync::controller::error::Error;
-use secretsync::controller::fold;
+use secretsync::controller::read_outcome;
 use secretsync::controller::sync::{self, Sourced, SyncInput, Write};
 use secretsync::controller::target;
 use secretsync::providers::{FetchedSecret, ProviderError, SecretMetadata};
@@ -449,7 +449,7 @@ fn reconcile_step(
         announced: w.announced,
         now: w.now,
     };
-    let out = match fold::fold_reads(results) {
+    let out = match read_outcome::fold_reads(results) {
         Err(f) => {
             let e = Error::Provider {
                 store: "s".into(),

@@ -4,6 +4,7 @@ pub mod duration;
 pub mod reason;
 pub mod secretref;
 pub mod store;
+pub mod syntax;
 pub mod validation;
 
 pub use reason::Reason;

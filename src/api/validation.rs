@@ -97,7 +97,7 @@ pub fn validate_secretref(spec: &SecretRefSpec) -> Vec<FieldError> {
             );
         }
         if let Some(p) = &item.remote_ref.property
-            && let Err(e) = crate::controller::property::parse_path(p)
+            && let Err(e) = crate::api::syntax::property_path(p)
         {
             push(format!("spec.data[{i}].remoteRef.property"), e.to_string());
         }
@@ -146,7 +146,7 @@ pub fn validate_secretref(spec: &SecretRefSpec) -> Vec<FieldError> {
                         message: format!("{key:?} is not a valid Secret key"),
                     });
                 }
-                if let Err(e) = crate::controller::template::check_syntax(key, source) {
+                if let Err(e) = crate::api::syntax::template(key, source) {
                     errs.push(FieldError {
                         field: format!("spec.target.template.data.{key}"),
                         message: e,
@@ -172,7 +172,7 @@ fn validate_data_from(i: usize, df: &DataFrom, errs: &mut Vec<FieldError>) {
                 });
             }
             if let Some(p) = &ex.property
-                && let Err(e) = crate::controller::property::parse_path(p)
+                && let Err(e) = crate::api::syntax::property_path(p)
             {
                 errs.push(FieldError {
                     field: format!("spec.dataFrom[{i}].extract.property"),
@@ -182,7 +182,7 @@ fn validate_data_from(i: usize, df: &DataFrom, errs: &mut Vec<FieldError>) {
         }
         (None, Some(f)) => {
             if let Some(n) = &f.name
-                && let Err(e) = crate::providers::compile_name_regexp(&n.regexp)
+                && let Err(e) = crate::api::syntax::name_regexp(&n.regexp)
             {
                 errs.push(FieldError {
                     field: format!("spec.dataFrom[{i}].find.name.regexp"),

@@ -9,7 +9,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 
-use super::stores::StoreResolver;
+use super::resolver::StoreResolver;
 use crate::api::{SecretRef, SecretRefStatus};
 use crate::audit::HmacKey;
 use crate::audit::trail::AuditLog;
@@ -109,7 +109,7 @@ pub struct Context {
     /// Whether this replica may write (always true without leader election).
     pub leader: Arc<AtomicBool>,
     /// SecretRefs being reconciled (by the queue or the fast lane).
-    pub claims: super::lanes::Claims,
+    pub claims: super::priority::Claims,
     states: Mutex<HashMap<String, RefState>>,
     /// SecretRefs in backoff after a transient provider failure, by store (`Kind/[ns/]name`): woken as
     /// soon as the store answers again, instead of waiting out their backoff.
@@ -138,7 +138,7 @@ impl Context {
         let fetcher = Fetcher::default();
         fetcher.set_observer(metrics.clone());
         Self {
-            claims: super::lanes::Claims::default(),
+            claims: super::priority::Claims::default(),
             client,
             reporter,
             settings,

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::desired::BuildError;
-use super::stores::{StoreError, kube_error_summary};
 use crate::api::Reason;
 use crate::providers::ProviderError;
+use crate::stores::StoreError;
 
 /// Failures of one reconcile. Each has a stable [`Error::reason`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -138,5 +138,13 @@ pub fn finalizer_err(e: &kube::Error) -> Error {
             detail: kube_error_summary(e),
         },
         other => Error::Finalizer(kube_error_summary(other)),
+    }
+}
+
+/// A one-line summary of a Kubernetes client error (status code and reason, no bodies).
+pub fn kube_error_summary(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("API error {} {}", s.code, s.reason),
+        other => other.to_string(),
     }
 }

@@ -7,7 +7,7 @@
 use kube::runtime::events::{Event, Recorder};
 use tracing::warn;
 
-use super::stores::kube_error_summary;
+use super::error::kube_error_summary;
 use crate::telemetry::Metrics;
 
 /// Longest `note` the API server accepts (bytes).

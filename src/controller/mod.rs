@@ -1,19 +1,40 @@
 //! The SecretRef controller.
+//!
+//! # The reconcile path
+//!
+//! ```text
+//! run: reflectors for SecretRefs, Secrets, stores, namespaces ── leader (only the lease holder writes)
+//!   │   priority::is_urgent: new and changed SecretRefs skip the refresh queue
+//!   ▼
+//! reconcile::reconcile (finalizer) ─► apply | cleanup                                      IO
+//!   1  resolver::StoreResolver::resolve  stores::admit (tenancy) + the store's cached provider
+//!   2  schedule::read_gate               read now, or wait for the refresh slot or backoff   pure
+//!   3  stores::read::read                the key rule on every read, through providers::fetch
+//!   4  read_outcome::fold_reads          complete answers, or the most telling error        pure
+//!   5  desired::build                    properties, templates, limits → the desired Secret pure
+//!   6  sync::outcome                     target::decide + conditions + events + audit       pure
+//!   7  reconcile::carry_out              write the Secret, audit, restart, events, status    IO
+//! ```
+//!
+//! Beside the path: `context` (state shared by reconciles), `error` (one error enum, its reason and
+//! the Kubernetes call that failed), `events` (events within the API server's limits),
+//! `store_status` (the `Ready` condition of stores), `restart` (debounced rollouts after a
+//! rotation), `property` and `template` (evaluating what `api::syntax` checked).
 
+pub mod conditions;
 pub mod context;
 pub mod desired;
 pub mod error;
 pub mod events;
-pub mod fold;
-pub mod lanes;
 pub mod leader;
+pub mod priority;
 pub mod property;
+pub mod read_outcome;
 pub mod reconcile;
+pub mod resolver;
 pub mod restart;
 pub mod schedule;
-pub mod status;
 pub mod store_status;
-pub mod stores;
 pub mod sync;
 pub mod target;
 pub mod template;
@@ -54,7 +75,7 @@ pub async fn wait_for_crds(client: &Client, namespace: Option<&str>) {
         match api.list_metadata(&ListParams::default().limit(1)).await {
             Ok(_) => return,
             Err(e) => {
-                warn!(error = %stores::kube_error_summary(&e), "the secretsync CRDs are not served yet; install them with `kubectl apply --server-side -f crds/` (retrying)");
+                warn!(error = %error::kube_error_summary(&e), "the secretsync CRDs are not served yet; install them with `kubectl apply --server-side -f crds/` (retrying)");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
@@ -185,7 +206,7 @@ pub async fn run(
         controller: "secretsync".into(),
         instance: Some(settings.identity.clone()),
     };
-    let mut resolver = stores::StoreResolver::new(
+    let mut resolver = resolver::StoreResolver::new(
         client.clone(),
         settings.controller_namespace.clone(),
         settings.allow_inline_secrets,
@@ -236,7 +257,7 @@ pub async fn run(
     // last-applied-configuration annotation (a second copy of the whole object on everything
     // installed with `kubectl apply` or Argo CD's client-side apply; never read).
     let (sref_reader, sref_writer) = reflector::store::<SecretRef>();
-    // New and changed SecretRefs also go to the fast lane (see `lanes`): live watch events only,
+    // New and changed SecretRefs also go to the fast lane (see `priority`): live watch events only,
     // not the initial list (or a relist), which the queue works through anyway.
     let (urgent_tx, urgent_rx) = futures::channel::mpsc::unbounded::<ObjectRef<SecretRef>>();
     let sref_stream = reflector::reflector(
@@ -254,7 +275,7 @@ pub async fn run(
     )
     .inspect(move |ev| {
         if let Ok(watcher::Event::Apply(s)) = ev
-            && lanes::is_urgent(s)
+            && priority::is_urgent(s)
         {
             let _ = urgent_tx.unbounded_send(ObjectRef::from_obj(s));
         }
@@ -285,7 +306,8 @@ pub async fn run(
                         );
                         let _claim = ctx.claims.claim(&key).await;
                         // The latest version, if it still needs a sync.
-                        let Some(sref) = reader.get(&oref).filter(|s| lanes::is_urgent(s)) else {
+                        let Some(sref) = reader.get(&oref).filter(|s| priority::is_urgent(s))
+                        else {
                             return;
                         };
                         // Errors and the next refresh are left to the queued reconcile of the

@@ -6,13 +6,8 @@ use crate::value::SecretBytes;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PropertyError {
     /// The path text is malformed.
-    #[error("property path {path:?} is malformed: {why}")]
-    BadPath {
-        /// The path.
-        path: String,
-        /// What is wrong.
-        why: &'static str,
-    },
+    #[error(transparent)]
+    BadPath(#[from] crate::api::syntax::PathError),
     /// The value is not a JSON document.
     #[error("the value is not JSON, so property {path:?} cannot be selected")]
     NotJson {
@@ -27,41 +22,9 @@ pub enum PropertyError {
     },
 }
 
-/// Splits a dotted path into segments (`\.` is a literal dot, `\\` a backslash).
+/// Splits a dotted path into segments ([`crate::api::syntax::property_path`]).
 pub fn parse_path(path: &str) -> Result<Vec<String>, PropertyError> {
-    let bad = |why| PropertyError::BadPath {
-        path: path.to_string(),
-        why,
-    };
-    if path.is_empty() {
-        return Err(bad("empty"));
-    }
-    if path.len() > 1024 {
-        return Err(bad("longer than 1024 characters"));
-    }
-    let mut segs = Vec::new();
-    let mut cur = String::new();
-    let mut chars = path.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some(n @ ('.' | '\\')) => cur.push(n),
-                _ => return Err(bad("a backslash must escape '.' or '\\'")),
-            },
-            '.' => {
-                if cur.is_empty() {
-                    return Err(bad("empty segment"));
-                }
-                segs.push(std::mem::take(&mut cur));
-            }
-            c => cur.push(c),
-        }
-    }
-    if cur.is_empty() {
-        return Err(bad("empty segment"));
-    }
-    segs.push(cur);
-    Ok(segs)
+    Ok(crate::api::syntax::property_path(path)?)
 }
 
 /// Parses a value as JSON (bounded depth by serde_json's recursion limit).

@@ -18,11 +18,12 @@ use tracing::{debug, info, instrument, warn};
 use super::context::Context;
 use super::desired::{self, Answers, BuildError};
 pub use super::error::Error;
+use super::error::kube_error_summary;
 use super::error::{finalizer_err, kube_err};
-use super::stores::{Resolved, kube_error_summary};
+use super::resolver::Resolved;
 use super::sync::{self, Sourced, SyncInput, Write, target_name};
 use super::target;
-use super::{fold, schedule, status as cond};
+use super::{conditions as cond, read_outcome, schedule};
 use crate::api::{
     self, CreationPolicy, DeletionPolicy, Reason, SecretRef, SecretRefStatus, duration, validation,
 };
@@ -640,7 +641,7 @@ async fn fetch_all(
     }
     // Complete answers only; the most telling error otherwise (deletion needs all-not-found).
     let mut answers = report.answers;
-    match fold::fold_reads(report.reads) {
+    match read_outcome::fold_reads(report.reads) {
         Ok(values) => {
             answers.values = values;
             Ok(answers)

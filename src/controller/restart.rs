@@ -283,7 +283,7 @@ impl Restarter {
                         debug!(workload = %key.name, "workload already carries the current data; not restarted")
                     }
                     Err(e) => {
-                        warn!(workload = %key.name, error = %super::stores::kube_error_summary(&e), "restart failed")
+                        warn!(workload = %key.name, error = %super::error::kube_error_summary(&e), "restart failed")
                     }
                 }
             }

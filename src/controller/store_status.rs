@@ -13,7 +13,7 @@ use serde_json::json;
 use tracing::debug;
 
 use super::Context;
-use super::status as cond;
+use super::conditions as cond;
 use crate::api::{self, ClusterSecretStore, SecretStore, SecretStoreStatus};
 
 /// How often every store is re-validated.
@@ -25,7 +25,7 @@ pub const PROBE: Duration = Duration::from_secs(10);
 fn next_status(
     old: Option<&SecretStoreStatus>,
     generation: Option<i64>,
-    res: &Result<(), super::stores::StoreError>,
+    res: &Result<(), crate::stores::StoreError>,
 ) -> SecretStoreStatus {
     let mut st = old.cloned().unwrap_or_default();
     match res {
@@ -98,7 +98,7 @@ impl Check {
         let res = tokio::time::timeout(CHECK_DEADLINE, check)
             .await
             .unwrap_or_else(|_| {
-                Err(super::stores::StoreError::Unavailable {
+                Err(crate::stores::StoreError::Unavailable {
                     store: name.clone(),
                     message: format!(
                         "checking the store took longer than {}s",

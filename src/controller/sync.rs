@@ -13,12 +13,12 @@ use kube::runtime::events::EventType;
 
 use super::desired::{BuildError, DesiredSecret};
 use super::error::Error;
-use super::fold::{self, NotFoundAnswer};
-use super::stores::StoreError;
+use super::read_outcome::{self, NotFoundAnswer};
 use super::target::{self, Decision, Ownership};
-use super::{events, schedule, status as cond};
+use super::{conditions as cond, events, schedule};
 use crate::api::{self, DeletionPolicy, Reason, SecretRef, SecretRefStatus, StoreKind, duration};
 use crate::audit::HmacKey;
+use crate::stores::StoreError;
 
 /// Everything the outcome depends on besides what the sources said.
 pub struct SyncInput<'a> {
@@ -283,7 +283,7 @@ fn read_failed(input: &SyncInput<'_>, e: &Error, all_not_found: bool, scheduled:
         .not_found
         .as_ref()
         .filter(|_| input.old.observed_generation == generation);
-    let step = fold::not_found_step(
+    let step = read_outcome::not_found_step(
         streak,
         NotFoundAnswer::of(delete_policy && all_not_found, scheduled),
         input.now,

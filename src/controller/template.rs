@@ -59,29 +59,12 @@ fn environment() -> Environment<'static> {
 }
 
 fn describe(key: &str, e: &Error) -> String {
-    // Only the kind, line and (for syntax/undefined errors) the engine's detail, which names template
-    // constructs, not values. Other details could quote a value, so they are dropped.
-    let detail = match e.kind() {
-        ErrorKind::SyntaxError
-        | ErrorKind::UndefinedError
-        | ErrorKind::UnknownFilter
-        | ErrorKind::UnknownFunction
-        | ErrorKind::UnknownTest => e.detail().map(|d| format!(": {d}")).unwrap_or_default(),
-        _ => String::new(),
-    };
-    let line = e.line().map(|l| format!(" (line {l})")).unwrap_or_default();
-    format!(
-        "template for key {key:?} failed: {}{detail}{line}",
-        e.kind()
-    )
+    crate::api::syntax::describe_template_error(key, e)
 }
 
 /// Checks that a template parses (for validation before any value is fetched).
 pub fn check_syntax(key: &str, source: &str) -> Result<(), String> {
-    let env = environment();
-    env.template_from_str(source)
-        .map(|_| ())
-        .map_err(|e| describe(key, &e))
+    crate::api::syntax::template(key, source)
 }
 
 /// Renders every template over `values` (Secret key → value). Non-UTF-8 values are available only

@@ -283,12 +283,8 @@ pub async fn read_concurrently<P: Provider + ?Sized>(
 
 /// Compiles a `find.name.regexp`, bounded in size so a hostile pattern cannot exhaust memory.
 pub fn compile_name_regexp(pattern: &str) -> Result<regex::Regex, ProviderError> {
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| ProviderError::InvalidConfig {
-            message: format!("find.name.regexp: {e}"),
-        })
+    crate::api::syntax::name_regexp(pattern)
+        .map_err(|message| ProviderError::InvalidConfig { message })
 }
 
 /// Whether `name` satisfies the path prefix and regexp parts of a [`FindQuery`] (tags are provider-specific).

@@ -14,14 +14,15 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
+use super::error::kube_error_summary;
 use crate::api::{
     ClusterSecretStore, SecretKeySelector, SecretRef, SecretStore, ServiceAccountRef,
 };
 use crate::providers::build::{BuildContext, CredentialError, Credentials};
 use crate::providers::fetch::{StoreHandle, TokenBucket};
 use crate::providers::{JwtSource, file};
+pub use crate::stores::StoreError;
 use crate::stores::{Admitted, StoreLookup};
-pub use crate::stores::{StoreError, check_key};
 use crate::value::SecretBytes;
 
 /// A store resolved for one SecretRef: its provider, with its cache identity and budget.
@@ -279,14 +280,6 @@ async fn validated(store: &str, h: StoreHandle) -> Result<(), StoreError> {
             store: store.to_string(),
             message: e.to_string(),
         })
-}
-
-/// A one-line summary of a Kubernetes client error (status code and reason, no bodies).
-pub fn kube_error_summary(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("API error {} {}", s.code, s.reason),
-        other => other.to_string(),
-    }
 }
 
 /// A store's credentials from the Kubernetes API: Secrets and ConfigMaps of its credential
