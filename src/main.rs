@@ -1,5 +1,7 @@
 //! The `secretsync` binary: parse the command line (every flag also from the environment), dispatch.
 
+#![warn(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -423,14 +423,26 @@ fn fixed_doc() -> Vec<u8> {
         .clone()
 }
 
-/// The master key from `SECRETSYNC_MASTER_KEY` (the only test in this binary that touches the env).
+/// The master key from `SECRETSYNC_MASTER_KEY` (the key text itself), through the binary: the
+/// right key opens the store, another key is refused.
 #[test]
 fn master_key_from_env() {
     let k = MasterKey::generate();
-    let text = k.to_text();
-    // SAFETY: no other test in this binary reads or writes the environment.
-    unsafe { std::env::set_var("SECRETSYNC_MASTER_KEY", text.as_str()) };
-    let ring = secretsync::cli::store::load_keyring_from_cli(None).unwrap();
-    unsafe { std::env::remove_var("SECRETSYNC_MASTER_KEY") };
-    assert_eq!(ring.ids(), vec![k.id().to_string()]);
+    let ring = Keyring::single(MasterKey::parse(&k.to_text()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.json");
+    std::fs::write(&path, sample(&ring).to_bytes().unwrap()).unwrap();
+    let list = |key: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
+            .args(["store", "list", "--file"])
+            .arg(&path)
+            .env_remove("SECRETSYNC_MASTER_KEY_FILE")
+            .env("SECRETSYNC_MASTER_KEY", key)
+            .output()
+            .unwrap()
+    };
+    let out = list(k.to_text().as_str());
+    assert!(out.status.success(), "{out:?}");
+    let out = list(MasterKey::generate().to_text().as_str());
+    assert!(!out.status.success(), "{out:?}");
 }
