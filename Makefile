@@ -93,12 +93,12 @@ soak: test-deps
 	PROPTEST_CASES=1000000 $(CARGO) test --test model_reconcile
 	SOAK_REFS=1000 SOAK_SECS=600 SOAK_OUTAGE_SECS=60 $(CARGO) test --test soak -- --nocapture
 	$(CARGO) test --test e2e_tenancy --test chart_rbac --test bad_input -- --nocapture
-	FUZZ_MUTATIONS=200000 FUZZ_SECS=120 $(CARGO) test --test fuzz_corpus -- --nocapture
+	FUZZ_MUTATIONS=200000 FUZZ_SECS=120 $(CARGO) test -p secretsync-fuzz-entry --test fuzz_corpus -- --nocapture
 
 ## libFuzzer on every parser and transform (fuzz/, cargo-fuzz): FUZZ_SECS_PER_TARGET seconds each (default
 ## 60). Installs cargo-fuzz when missing; stable toolchains run it with RUSTC_BOOTSTRAP=1. New findings
 ## land in fuzz/artifacts/<target>/; copy a reproducer to fuzz/corpus/<target>/seed-regress-<name> so that
-## `tests/fuzz_corpus.rs` replays it in `make test`.
+## `fuzz/entry/tests/fuzz_corpus.rs` replays it in `make test`.
 FUZZ_SECS_PER_TARGET ?= 60
 FUZZ_TARGETS ?= property_path template file_store manifests duration desired_secret payload_vault payload_aws payload_azure
 fuzz:

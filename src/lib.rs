@@ -11,8 +11,6 @@ pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod controller;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod providers;
 pub mod server;
 pub mod stores;

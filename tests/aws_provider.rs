@@ -1,20 +1,17 @@
 //! The AWS Secrets Manager provider against moto (PyPI `moto[server]`), through a fault-injecting
 //! proxy that supplies what moto lacks (throttling, 5xx, hangs, truncated bodies, denials, the
-//! 20-id cap, per-region outages). See `tests/support/aws.rs`.
-
-#[path = "support/aws.rs"]
-mod aws;
+//! 20-id cap, per-region outages). See `testkit/src/doubles/aws.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws::{Fault, Moto, Proxy, Rule};
 use secretsync::audit::HmacKey;
 use secretsync::controller::desired;
 use secretsync::providers::aws::{AwsSecretsManager, AwsSettings, AwsTimeouts, StaticCredentials};
 use secretsync::providers::fetch::{Fetcher, StoreHandle, TokenBucket};
 use secretsync::providers::{FindQuery, Provider, ProviderError, RemoteRef};
 use secretsync::value::SecretBytes;
+use testkit::doubles::aws::{self, Fault, Moto, Proxy, Rule};
 
 const PRIMARY: &str = "us-east-1";
 const REPLICA: &str = "eu-west-1";

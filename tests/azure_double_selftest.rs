@@ -1,13 +1,10 @@
-//! Checks the Azure Key Vault / Entra ID test double (`tests/support/azure.rs`) with plain reqwest,
-//! so that the provider's tests can rely on it behaving like the REST reference.
-
-#[path = "support/azure.rs"]
-mod azure;
+//! Checks the Azure Key Vault / Entra ID test double (`testkit/src/doubles/azure.rs`) with plain
+//! reqwest, so that the provider's tests can rely on it behaving like the REST reference.
 
 use std::time::{Duration, Instant};
 
-use azure::{Fault, KeyVaultDouble, Rule, SetOptions, TENANT};
 use serde_json::Value;
+use testkit::doubles::azure::{Fault, KeyVaultDouble, Rule, SetOptions, TENANT};
 
 const API: &str = "api-version=2025-07-01";
 const CLIENT: &str = "11111111-2222-3333-4444-555555555555";

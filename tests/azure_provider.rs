@@ -1,16 +1,13 @@
 //! The Azure Key Vault provider against the in-repo HTTPS test double of the Key Vault REST API and
-//! the Entra ID token endpoint (`tests/support/azure.rs`), through the real Azure SDK crates.
-
-#[path = "support/azure.rs"]
-mod azure;
+//! the Entra ID token endpoint (`testkit/src/doubles/azure.rs`), through the real Azure SDK crates.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure::{Fault, KeyVaultDouble, Rule, SetOptions, TENANT};
 use secretsync::providers::azure::{AzureAuthConfig, AzureKeyVault, AzureSettings};
 use secretsync::providers::{FindQuery, JwtSource, Provider, ProviderError, RemoteRef};
 use secretsync::value::SecretBytes;
+use testkit::doubles::azure::{Fault, KeyVaultDouble, Rule, SetOptions, TENANT};
 
 const CLIENT: &str = "11111111-1111-1111-1111-111111111111";
 const SECRET: &str = "client-secret-sentinel-5d1f";

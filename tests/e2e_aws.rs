@@ -1,18 +1,16 @@
 //! End to end through the operator with an `aws` SecretStore: the real binary, the Kubernetes API
 //! emulator (or `SECRETSYNC_E2E_KUBECONFIG`), and moto behind the fault-injecting proxy.
 
-#[path = "support/aws.rs"]
-mod aws;
 mod common;
 
 use std::time::Duration;
 
-use aws::{Fault, Moto, Proxy, Rule};
 use common::{Env, decoded, eventually};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use secretsync::api::SecretStore;
 use serde_json::json;
+use testkit::doubles::aws::{self, Fault, Moto, Proxy, Rule};
 
 const REGION: &str = "us-east-1";
 

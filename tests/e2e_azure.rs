@@ -1,19 +1,17 @@
 //! End to end through the operator with `azureKeyVault` stores: the real binary, the Kubernetes API
 //! emulator (or `SECRETSYNC_E2E_KUBECONFIG`), and the HTTPS Key Vault + Entra ID test double.
 
-#[path = "support/azure.rs"]
-mod azure;
 mod common;
 
 use std::time::Duration;
 
-use azure::{Fault, KeyVaultDouble, Rule, SetOptions, TENANT};
 use base64::Engine;
 use common::{Env, decoded, eventually};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Patch, PatchParams};
 use secretsync::api::{ClusterSecretStore, SecretStore};
 use serde_json::json;
+use testkit::doubles::azure::{Fault, KeyVaultDouble, Rule, SetOptions, TENANT};
 
 const CLIENT: &str = "22222222-2222-2222-2222-222222222222";
 const WI_CLIENT: &str = "33333333-3333-3333-3333-333333333333";

@@ -5,12 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, SENTINEL, decoded, eventually, free_port, leak_scan};
+use common::{Env, SENTINEL, decoded, eventually, leak_scan};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use secretsync::api::{ClusterSecretStore, SecretRef, SecretStore};
 use serde_json::json;
+use testkit::net::free_port;
 
 // The payloads also carry the leak-check sentinel (an unused property): the whole value is read from
 // the provider, so a debug print of a fetched value anywhere would show up in the cleanup scan.

@@ -5,13 +5,11 @@
 //! on the real control plane when the envtest assets are present (`make test`), else on the emulator.
 
 mod common;
-#[path = "support/vaultkv.rs"]
-mod vaultkv;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Env, decoded, eventually, free_port, scrape_metrics};
+use common::{Env, decoded, eventually, scrape_metrics};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -20,7 +18,8 @@ use secretsync::api::{SecretRef, SecretStore};
 use secretsync::audit::HmacKey;
 use secretsync::value::SecretBytes;
 use serde_json::json;
-use vaultkv::{KeyFault, VaultKv};
+use testkit::doubles::vaultkv::{KeyFault, VaultKv};
+use testkit::net::free_port;
 
 /// A token-auth Vault store `name` on the KV double.
 async fn vault_store(env: &Env, name: &str, kv: &VaultKv) {

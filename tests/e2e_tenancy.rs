@@ -15,12 +15,13 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Env, SENTINEL, Tripwire, audit_records, decoded, free_port, leak_scan};
+use common::{Env, SENTINEL, Tripwire, audit_records, decoded, leak_scan};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use secretsync::api::{ClusterSecretStore, SecretStore};
 use serde_json::json;
+use testkit::net::free_port;
 
 /// One exploit: the SecretRef that tries it, and the reason it must be denied with.
 struct Exploit {

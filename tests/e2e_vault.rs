@@ -1,19 +1,17 @@
 //! End to end through the operator with a real OpenBao dev server: the real binary against the
 //! Kubernetes API emulator (which also answers OpenBao's TokenReview for Kubernetes auth).
 
-#[path = "support/bao.rs"]
-mod bao;
 mod common;
 
 use std::time::Duration;
 
-use bao::Bao;
 use common::{Env, decoded};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::PostParams;
 use secretsync::api::SecretStore;
 use serde_json::json;
+use testkit::doubles::bao::Bao;
 
 const READER: &str = r#"
 path "secret/data/app/*" { capabilities = ["read"] }

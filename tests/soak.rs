@@ -1,5 +1,5 @@
 //! Fault campaign (DESIGN §2.1–2.3, bars G5/G6): many SecretRefs against the Kubernetes API emulator
-//! and a Vault KV v2 double (`tests/support/vaultkv.rs`) while a share of provider answers is faulted
+//! and a Vault KV v2 double (`testkit::doubles::vaultkv`) while a share of provider answers is faulted
 //! (500, 503, 429, 403, truncated and malformed bodies, slow answers, lying 404s), the API server
 //! answers 429s and 500s, refuses a share of the writes to Secrets and SecretRefs (their status
 //! included) with 409 Conflict ("the object has been modified"), cuts every watch every few seconds
@@ -15,15 +15,13 @@
 //! SecretRefs answered 409 Conflict (0.1).
 
 mod common;
-#[path = "support/vaultkv.rs"]
-mod vaultkv;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Env, SENTINEL, decoded, free_port, leak_scan};
+use common::{Env, SENTINEL, decoded, leak_scan};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -31,8 +29,9 @@ use kube::api::PostParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use secretsync::api::{SecretRef, SecretStore};
 use serde_json::json;
+use testkit::doubles::vaultkv::VaultKv;
+use testkit::net::free_port;
 use testkit::{FaultAction, FaultRule, OutageMode};
-use vaultkv::VaultKv;
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

@@ -1,17 +1,14 @@
 //! The Vault provider against a real OpenBao dev server (`make test-deps` installs it), with a
 //! fault-injecting proxy for what the dev server cannot do (5xx, 429, slow answers).
 
-#[path = "support/bao.rs"]
-mod bao;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use bao::{Bao, Fault, FaultProxy, ROOT};
 use secretsync::providers::vault::{JwtSource, VaultAuthConfig, VaultConfig, VaultProvider};
 use secretsync::providers::{FindQuery, Provider, ProviderError, RemoteRef};
 use secretsync::value::SecretBytes;
 use serde_json::json;
+use testkit::doubles::bao::{Bao, Fault, FaultProxy, ROOT};
 
 fn token_cfg(addr: &str, token: &str) -> VaultConfig {
     VaultConfig::new(

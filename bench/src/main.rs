@@ -2,10 +2,10 @@
 //!
 //! Runs the release `secretsync` binary against the `kube-emulator` binary (each its own process),
 //! with the `fake` store for the pure-controller figures and moto behind a counting proxy for the AWS
-//! economy figure, and prints a Markdown table (median and worst of N runs) plus a JSON file under
-//! `target/bench/`. Benchmarks print figures; they assert nothing (they are not part of `make test`).
+//! economy figure (`testkit::doubles::aws`, shared with the tests), and prints a Markdown table
+//! (median and worst of N runs) plus a JSON file under `target/bench/`. Benchmarks print figures;
+//! they assert nothing (they are not part of `make test`).
 
-mod aws;
 mod kapi;
 mod objects;
 mod operator;

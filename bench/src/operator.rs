@@ -1,6 +1,5 @@
 //! The real `secretsync controller` as a separate process, and its Prometheus metrics.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,10 +18,6 @@ pub struct Operator {
     pub log: PathBuf,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl Operator {
     /// Starts `bin controller` against `kubeconfig` with extra flags; logs and audit go into `dir`.
     pub fn start(
@@ -32,7 +27,7 @@ impl Operator {
         tag: &str,
         extra: &[String],
     ) -> anyhow::Result<Self> {
-        let port = free_port()?;
+        let port = testkit::net::try_free_port()?;
         let addr = format!("127.0.0.1:{port}");
         let log = dir.join(format!("operator-{tag}.log"));
         let file = std::fs::File::create(&log)?;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
+use testkit::doubles::aws::{Moto, MotoOptions, Proxy};
+use testkit::http;
 
 use crate::kapi::{EmulatorProc, Kapi};
 use crate::objects::{self, ns_name};
@@ -542,8 +544,15 @@ fn write_breakdown(a: &crate::kapi::Counters, b: &crate::kapi::Counters) -> Hash
 /// G4: AWS provider calls per refresh cycle with moto behind the counting proxy.
 pub async fn aws_run(cfg: &Config) -> anyhow::Result<Vec<RunFigures>> {
     let dir = workdir(cfg, "aws")?;
-    let moto = crate::aws::Moto::start(&cfg.repo, &dir.join("moto.log")).await?;
-    let proxy = crate::aws::Proxy::start(&moto.url).await?;
+    let moto = Moto::launch(MotoOptions {
+        bin: cfg.repo.join(".venv-test/bin/moto_server"),
+        log: Some(dir.join("moto.log")),
+        attempts: 1,
+        ready_timeout: Duration::from_secs(30),
+    })
+    .await?;
+    // The counting proxy (it also enforces AWS's 20-id cap on BatchGetSecretValue; moto has none).
+    let proxy = Proxy::with_upstream_timeout(&moto.url, Duration::from_secs(60)).await;
     log(&format!("G4: {} keys in moto", cfg.aws_keys));
     moto.create_secrets(
         cfg.aws_keys,
@@ -625,7 +634,6 @@ pub async fn aws_run(cfg: &Config) -> anyhow::Result<Vec<RunFigures>> {
 /// A Vault KV v2 endpoint that answers every read with a `size`-byte value (an attacker's store):
 /// token lookups succeed, `GET /v1/secret/data/<key>` returns `{"data":{"data":{"v":"xxx…"}}}`.
 async fn oversized_vault(size: usize) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let body = std::sync::Arc::new(
@@ -637,27 +645,16 @@ async fn oversized_vault(size: usize) -> anyhow::Result<(String, tokio::task::Jo
         while let Ok((mut sock, _)) = listener.accept().await {
             let body = body.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut head = Vec::new();
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&head);
-                let lookup = text.contains("/v1/auth/token/lookup-self");
+                let Some(req) = http::read_request(&mut sock).await else {
+                    return;
+                };
+                let lookup = req.path.contains("/v1/auth/token/lookup-self");
                 let out: &[u8] = if lookup {
                     br#"{"data":{"ttl":0,"renewable":false}}"#
                 } else {
                     &body
                 };
-                let hdr = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    out.len()
-                );
-                let _ = sock.write_all(hdr.as_bytes()).await;
-                let _ = sock.write_all(out).await;
+                http::respond(&mut sock, 200, http::JSON, &[], out, out.len()).await;
             });
         }
     });

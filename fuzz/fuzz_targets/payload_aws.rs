@@ -1,4 +1,2 @@
 #![no_main]
-#[path = "../harness/payload.rs"]
-mod payload;
-libfuzzer_sys::fuzz_target!(|data: &[u8]| payload::aws_get(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| secretsync_fuzz_entry::payload::aws_get(data));

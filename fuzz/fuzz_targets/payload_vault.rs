@@ -1,4 +1,2 @@
 #![no_main]
-#[path = "../harness/payload.rs"]
-mod payload;
-libfuzzer_sys::fuzz_target!(|data: &[u8]| payload::vault_kv(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| secretsync_fuzz_entry::payload::vault_kv(data));

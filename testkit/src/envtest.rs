@@ -17,7 +17,6 @@
 //! [`shared`] starts one control plane per test binary, on first use.
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -28,6 +27,7 @@ use anyhow::{Context as _, bail};
 use base64::Engine;
 use serde::Deserialize;
 
+use crate::net::try_free_port;
 use crate::tls::{TestCa, key_pair_pem};
 
 /// The environment variable naming the assets folder.
@@ -159,10 +159,6 @@ pub struct ControlPlane {
     lifeline: Mutex<Option<(Child, ChildStdin)>>,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -255,7 +251,8 @@ impl ControlPlane {
         std::fs::write(path("audit-policy.yaml"), AUDIT_POLICY)?;
         self.ca_pem = ca.cert_pem.clone();
 
-        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let (etcd_port, peer_port, api_port) =
+            (try_free_port()?, try_free_port()?, try_free_port()?);
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         self.spawn(

@@ -11,6 +11,12 @@
 //! ([`Emulator::faults`], [`Emulator::counters`]) and over HTTP under
 //! `/_emulator/` (see the `server` module and the README of the crate's binary).
 //!
+//! Besides the emulator, the helpers secretsync's tests and benchmark share, each written once:
+//! [`net`] (free ports), [`tls`] (a throwaway CA and leaf certificates), `http` (feature `http`: a
+//! minimal HTTP/1.1 request reader and responder) and [`doubles`] (provider test doubles: moto and
+//! its fault proxy, OpenBao, a Vault KV v2 double, an Azure Key Vault + Entra ID double; one
+//! feature each). None of them depends on secretsync.
+//!
 //! # What is checked like the real server
 //!
 //! The rules below were checked against a real kube-apiserver (v1.36) by `tests/conformance.rs`,
@@ -131,13 +137,17 @@ mod api;
 mod apply;
 mod crds;
 mod discovery;
+pub mod doubles;
 #[cfg(feature = "envtest")]
 pub mod envtest;
 mod error;
 mod faults;
 mod fields;
+#[cfg(feature = "http")]
+pub mod http;
 mod kinds;
 mod kubeconfig;
+pub mod net;
 mod patch;
 mod pattern;
 mod protobuf;

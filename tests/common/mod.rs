@@ -866,14 +866,6 @@ where
 /// it (and its base64 and hex forms) everywhere else.
 pub const SENTINEL: &str = "SENTINEL-3f9c2a71-do-not-log";
 
-/// A free TCP port on 127.0.0.1 (for `--metrics-addr`, so the test can scrape it).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// The operator's `/metrics` text (empty if it cannot be reached within 5 s).
 pub async fn scrape_metrics(port: u16) -> String {
     let client = reqwest::Client::builder()

@@ -587,8 +587,8 @@ impl AzureKeyVault {
         Self::with_http_client(settings, transport)
     }
 
-    /// [`AzureKeyVault::new`] on another HTTP client (the in-memory answers of the fuzz target,
-    /// [`crate::fuzzing::payload_azure`]); `ca_pem` and the timeouts are then the client's business.
+    /// [`AzureKeyVault::new`] on another HTTP client; `ca_pem` and the timeouts are then the
+    /// client's business.
     pub(crate) fn with_http_client(
         settings: AzureSettings,
         transport: Arc<dyn HttpClient>,
@@ -603,6 +603,18 @@ impl AzureKeyVault {
             last_rebuild: Mutex::new(None),
             rebuilds: AtomicU64::new(0),
         })
+    }
+
+    /// `with_http_client` for the fuzz target `payload_azure` (crate
+    /// `secretsync-fuzz-entry`), which answers from memory. Not part of the supported API: only
+    /// with the test-only feature `fuzzing`.
+    #[cfg(feature = "fuzzing")]
+    #[doc(hidden)]
+    pub fn with_http_client_for_fuzzing(
+        settings: AzureSettings,
+        transport: Arc<dyn HttpClient>,
+    ) -> Result<Self, ProviderError> {
+        Self::with_http_client(settings, transport)
     }
 
     /// How many times the credential and client were rebuilt after a rejected token.

@@ -1,12 +1,19 @@
-//! Entry points of the fuzz targets (`fuzz/`, cargo-fuzz) and of their corpus regression test
-//! (`tests/fuzz_corpus.rs`): each takes arbitrary bytes, drives one parser or transform through its
-//! public API, and checks what must hold for any input (no panic; errors carry no input bytes that
-//! look like a value; outputs stay bounded). Not part of the supported API.
+//! Entry points of secretsync's fuzz targets (`fuzz/`, cargo-fuzz) and of their corpus regression
+//! test (`tests/fuzz_corpus.rs`, run by `make test`): each takes arbitrary bytes, drives one parser or
+//! transform through secretsync's public API, and checks what must hold for any input (no panic;
+//! errors carry no input bytes that look like a value; outputs stay bounded).
+//!
+//! A workspace member of its own so that the production crate carries none of this. The one thing
+//! beyond secretsync's public API it uses (the Azure provider on an in-memory HTTP client, for
+//! [`payload_azure`]) comes from secretsync's test-only feature `fuzzing`. [`payload`] is the
+//! socket-based harness of the Vault and AWS payload targets.
+
+pub mod payload;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::value::SecretBytes;
+use secretsync::value::SecretBytes;
 
 /// The marker every fuzz input may contain; it must never come back in an error message.
 pub const MARK: &str = "FUZZSECRET";
@@ -34,9 +41,9 @@ fn assert_no_mark(what: &str, msg: &str) {
 pub fn property_path(data: &[u8]) {
     let (path, value) = split(data);
     let path = text(path);
-    let _ = crate::controller::property::parse_path(&path);
+    let _ = secretsync::controller::property::parse_path(&path);
     let value = SecretBytes::new(value.to_vec());
-    match crate::controller::property::select(&value, &path) {
+    match secretsync::controller::property::select(&value, &path) {
         Ok(v) => assert!(v.len() <= value.len().max(16) * 2 + 16),
         Err(e) => {
             if !path.contains(MARK) {
@@ -51,14 +58,14 @@ pub fn template(data: &[u8]) {
     let (tpl, rest) = split(data);
     let (a, b) = split(rest);
     let tpl = text(tpl);
-    let _ = crate::controller::template::check_syntax("out", &tpl);
+    let _ = secretsync::controller::template::check_syntax("out", &tpl);
     let values: BTreeMap<String, SecretBytes> = [
         ("k".to_string(), SecretBytes::new(a.to_vec())),
         ("other".to_string(), SecretBytes::new(b.to_vec())),
     ]
     .into();
     let templates: BTreeMap<String, String> = [("out".to_string(), tpl.clone())].into();
-    match crate::controller::template::render(&templates, &values) {
+    match secretsync::controller::template::render(&templates, &values) {
         Ok(out) => {
             for v in out.values() {
                 assert!(
@@ -77,7 +84,7 @@ pub fn template(data: &[u8]) {
 
 /// The encrypted file-store format: a document, opened with a fixed key and read entry by entry.
 pub fn file_store(data: &[u8]) {
-    use crate::providers::file::{Keyring, Store};
+    use secretsync::providers::file::{Keyring, Store};
     thread_local! {
         static RING: Keyring = fuzz_keyring();
     }
@@ -94,15 +101,15 @@ pub fn file_store(data: &[u8]) {
 }
 
 /// The fixed master key of the file-store target (so seed documents decrypt).
-pub fn fuzz_keyring() -> crate::providers::file::Keyring {
-    use crate::providers::file::{Keyring, MasterKey};
+pub fn fuzz_keyring() -> secretsync::providers::file::Keyring {
+    use secretsync::providers::file::{Keyring, MasterKey};
     Keyring::single(MasterKey::from_raw("fuzz", &[7u8; 32]).expect("fuzz key"))
 }
 
 /// A valid file-store document under [`fuzz_keyring`] with two entries (a seed input).
 pub fn file_store_seed() -> Vec<u8> {
     let ring = fuzz_keyring();
-    let mut store = crate::providers::file::Store::init(&ring).expect("init");
+    let mut store = secretsync::providers::file::Store::init(&ring).expect("init");
     store
         .put("/app/db", &SecretBytes::from(MARK), None, None)
         .expect("put");
@@ -120,7 +127,7 @@ pub fn file_store_seed() -> Vec<u8> {
 /// Manifest parsing of `check`/`render` (YAML, several documents).
 pub fn manifests(data: &[u8]) {
     let t = text(data);
-    match crate::cli::manifests::load_str(Path::new("fuzz.yaml"), &t, "default") {
+    match secretsync::cli::manifests::load_str(Path::new("fuzz.yaml"), &t, "default") {
         Ok(m) => {
             let _ = m.secret_refs.len() + m.stores.len() + m.cluster_stores.len();
         }
@@ -134,8 +141,8 @@ pub fn manifests(data: &[u8]) {
 /// Durations (`refreshInterval`, `warnBefore`).
 pub fn duration(data: &[u8]) {
     let t = text(data);
-    if let Ok(d) = crate::api::duration::parse(&t) {
-        let _ = crate::api::duration::format(d);
+    if let Ok(d) = secretsync::api::duration::parse(&t) {
+        let _ = secretsync::api::duration::format(d);
     }
 }
 
@@ -143,29 +150,29 @@ pub fn duration(data: &[u8]) {
 /// `spec-json NUL value`.
 pub fn desired_secret(data: &[u8]) {
     let (spec, value) = split(data);
-    let Ok(spec) = serde_json::from_slice::<crate::api::SecretRefSpec>(spec) else {
+    let Ok(spec) = serde_json::from_slice::<secretsync::api::SecretRefSpec>(spec) else {
         return;
     };
-    let plan = crate::controller::desired::plan(&spec);
-    let mut answers = crate::controller::desired::Answers::default();
+    let plan = secretsync::controller::desired::plan(&spec);
+    let mut answers = secretsync::controller::desired::Answers::default();
     for r in plan.reads {
         answers.values.insert(
             r,
-            crate::providers::FetchedSecret {
+            secretsync::providers::FetchedSecret {
                 value: SecretBytes::new(value.to_vec()),
                 meta: Default::default(),
             },
         );
     }
-    let key = crate::audit::HmacKey::new(vec![5; 32]);
-    if let Ok(d) = crate::controller::desired::build("fuzz", &spec, &answers, &key) {
+    let key = secretsync::audit::HmacKey::new(vec![5; 32]);
+    if let Ok(d) = secretsync::controller::desired::build("fuzz", &spec, &answers, &key) {
         let total: usize = d.data.iter().map(|(k, v)| k.len() + v.len()).sum();
-        assert!(total <= crate::api::MAX_SECRET_BYTES);
+        assert!(total <= secretsync::api::MAX_SECRET_BYTES);
         assert!(d.data.values().all(|v| !v.is_empty()));
     }
 }
 
-/// Azure Key Vault answers, through the real provider ([`crate::providers::azure::AzureKeyVault`]:
+/// Azure Key Vault answers, through the real provider ([`secretsync::providers::azure::AzureKeyVault`]:
 /// the Azure SDK's pipeline with Key Vault's challenge flow, the Entra token request of
 /// `ClientSecretCredential`, `check_success`, model decoding and the list pager, then our
 /// conversion and error classification) on an in-memory HTTP client: `op part status payload...`.
@@ -197,10 +204,11 @@ pub mod azure {
     use azure_core::http::{AsyncRawResponse, HttpClient, Request, StatusCode};
     use serde_json::Value;
 
+    use secretsync::providers::azure::{AzureAuthConfig, AzureKeyVault, AzureSettings};
+    use secretsync::providers::{FetchedSecret, FindQuery, Provider, ProviderError, RemoteRef};
+    use secretsync::value::SecretBytes;
+
     use super::MARK;
-    use crate::providers::azure::{AzureAuthConfig, AzureKeyVault, AzureSettings};
-    use crate::providers::{FetchedSecret, FindQuery, Provider, ProviderError, RemoteRef};
-    use crate::value::SecretBytes;
 
     /// The statuses byte 2 picks from.
     pub const STATUSES: [u16; 11] = [200, 200, 200, 401, 403, 404, 408, 429, 500, 503, 400];
@@ -368,7 +376,7 @@ pub mod azure {
             },
         );
         s.tenant_id = Some(TENANT.into());
-        let p = AzureKeyVault::with_http_client(s, answers.clone()).expect("provider");
+        let p = AzureKeyVault::with_http_client_for_fuzzing(s, answers.clone()).expect("provider");
         let query = FindQuery {
             path: Some("d".into()),
             name_regexp: None,

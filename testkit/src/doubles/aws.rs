@@ -1,6 +1,6 @@
-//! Test support for the AWS provider: a `moto` server (the AWS Secrets Manager emulator from PyPI
-//! `moto[server]`, installed in `.venv-test` by `make test-deps`) and a fault-injecting proxy in front
-//! of it.
+//! AWS Secrets Manager for tests and the benchmark: a `moto` server (the AWS Secrets Manager
+//! emulator from PyPI `moto[server]`, installed in `.venv-test` by `make test-deps`) in its own
+//! process and a fault-injecting, counting proxy in front of it.
 //!
 //! Where moto differs from AWS, the proxy supplies what AWS does:
 //! - moto has no 20-id cap on `BatchGetSecretValue`: the proxy rejects more than 20 ids with a
@@ -14,28 +14,55 @@
 //!
 //! The proxy also counts calls per `X-Amz-Target` operation and region, records the size of every
 //! `BatchGetSecretValue` and the access key ids that signed requests.
-#![allow(dead_code)]
+//!
+//! With the `aws-sdk` feature, [`Moto::client`] and [`admin_client`] give AWS SDK clients to set
+//! up secrets (the benchmark creates them with plain HTTP: [`Moto::create_secrets`]).
 
 use std::collections::HashMap;
-use std::net::TcpListener as StdListener;
+use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
-use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Region};
-use aws_sdk_secretsmanager::primitives::Blob;
-use aws_sdk_secretsmanager::types::Tag;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use anyhow::{Context as _, bail};
+use futures::StreamExt;
+use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::http::{Request, read_request, respond};
+
+/// How [`Moto::launch`] starts moto.
+#[derive(Clone, Debug)]
+pub struct MotoOptions {
+    /// The `moto_server` executable (default: the workspace's `.venv-test/bin/moto_server`).
+    pub bin: PathBuf,
+    /// Where moto's output goes (default: discarded).
+    pub log: Option<PathBuf>,
+    /// Ports tried, each a fresh free one (a port can be taken between picking and binding).
+    pub attempts: usize,
+    /// How long each attempt waits for moto to answer.
+    pub ready_timeout: Duration,
+}
+
+impl Default for MotoOptions {
+    fn default() -> Self {
+        MotoOptions {
+            bin: super::venv_bin("moto_server"),
+            log: None,
+            attempts: 3,
+            ready_timeout: Duration::from_secs(15),
+        }
+    }
+}
 
 /// A running `moto_server` on 127.0.0.1, killed on drop.
 pub struct Moto {
     child: Child,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    opts: MotoOptions,
+    http: reqwest::Client,
 }
 
 impl Drop for Moto {
@@ -45,51 +72,66 @@ impl Drop for Moto {
     }
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// The 50 ms polls of `timeout`.
+fn polls(timeout: Duration) -> u128 {
+    timeout.as_millis() / 50
 }
 
 impl Moto {
-    /// Starts moto on a free port and waits until it answers.
+    /// Starts moto from `.venv-test` on a free port and waits until it answers; panics if it does
+    /// not.
     pub async fn start() -> Moto {
-        let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/moto_server");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `make test-deps` (installs moto[server] into .venv-test)",
-            bin.display()
-        );
-        for _ in 0..3 {
-            let port = free_port();
-            let child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn moto_server");
+        Self::launch(MotoOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Starts moto as `opts` say and waits until it answers.
+    pub async fn launch(opts: MotoOptions) -> anyhow::Result<Moto> {
+        if !opts.bin.exists() {
+            bail!(
+                "{} is missing: run `make test-deps` (installs moto[server] into .venv-test)",
+                opts.bin.display()
+            );
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        for _ in 0..opts.attempts {
+            let port = crate::net::try_free_port()?;
             let moto = Moto {
-                child,
+                child: spawn(&opts, &port.to_string(), false)?,
                 url: format!("http://127.0.0.1:{port}"),
+                opts: opts.clone(),
+                http: http.clone(),
             };
-            let http = reqwest::Client::new();
-            for _ in 0..300 {
-                if let Ok(r) = http.get(format!("{}/moto-api/", moto.url)).send().await
-                    && r.status().is_success()
-                {
-                    return moto;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if moto.ready().await {
+                return Ok(moto);
             }
             // Port raced away or a slow start: try again on another port.
         }
-        panic!("moto_server did not become ready");
+        bail!("moto_server did not become ready")
+    }
+
+    async fn ready(&self) -> bool {
+        for _ in 0..polls(self.opts.ready_timeout) {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/moto-api/", self.url))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 
     /// Clears all state.
     pub async fn reset(&self) {
-        reqwest::Client::new()
+        self.http
             .post(format!("{}/moto-api/reset", self.url))
             .send()
             .await
@@ -104,46 +146,107 @@ impl Moto {
 
     /// Starts moto again on the same port (state is lost).
     pub async fn restart(&mut self) {
-        let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/moto_server");
         let port = self.url.rsplit(':').next().unwrap().to_string();
-        self.child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn moto_server");
-        let http = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(r) = http.get(format!("{}/moto-api/", self.url)).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        self.child = spawn(&self.opts, &port, true).expect("spawn moto_server");
+        if !self.ready().await {
+            panic!("moto_server did not restart");
         }
-        panic!("moto_server did not restart");
+    }
+
+    /// Creates string secrets `name(i)` = `value(i)` for `i in 0..n` directly in moto (8 at a time;
+    /// not through any proxy, so not counted).
+    pub async fn create_secrets(
+        &self,
+        n: usize,
+        name: impl Fn(usize) -> String,
+        value: impl Fn(usize) -> String,
+    ) -> anyhow::Result<()> {
+        let (name, value) = (&name, &value);
+        let mut s = futures::stream::iter((0..n).map(|i| async move {
+            let body = json!({"Name": name(i), "SecretString": value(i)});
+            let r = self
+                .http
+                .post(&self.url)
+                .header("x-amz-target", "secretsmanager.CreateSecret")
+                .header("content-type", "application/x-amz-json-1.1")
+                .header(
+                    "authorization",
+                    "AWS4-HMAC-SHA256 Credential=AKIABENCH/20250101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+                )
+                .body(body.to_string())
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("CreateSecret {}: HTTP {}", name(i), r.status());
+            }
+            Ok(())
+        }))
+        .buffer_unordered(8);
+        while let Some(r) = s.next().await {
+            r?;
+        }
+        Ok(())
     }
 
     /// An admin client for `region` (creates and changes secrets directly in moto).
-    pub fn client(&self, region: &str) -> Client {
+    #[cfg(feature = "aws-sdk")]
+    pub fn client(&self, region: &str) -> aws_sdk_secretsmanager::Client {
         admin_client(&self.url, region)
     }
 }
 
+/// `moto_server` on `port`, its output into the log file (appended to on a restart) or discarded.
+fn spawn(opts: &MotoOptions, port: &str, restart: bool) -> anyhow::Result<Child> {
+    let (stdout, stderr) = match &opts.log {
+        Some(log) => {
+            let file = if restart {
+                File::options().create(true).append(true).open(log)?
+            } else {
+                File::create(log)?
+            };
+            (Stdio::from(file.try_clone()?), Stdio::from(file))
+        }
+        None => (Stdio::null(), Stdio::null()),
+    };
+    Command::new(&opts.bin)
+        .args(["-H", "127.0.0.1", "-p", port])
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .context("spawn moto_server")
+}
+
 /// A Secrets Manager client for `url` and `region` with dummy static credentials.
-pub fn admin_client(url: &str, region: &str) -> Client {
+#[cfg(feature = "aws-sdk")]
+pub fn admin_client(url: &str, region: &str) -> aws_sdk_secretsmanager::Client {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Region};
+    // The SDK is built without its default TLS stack: a rustls + ring client, as secretsync's.
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
     let conf = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .endpoint_url(url)
-        .http_client(secretsync::providers::aws::https_client())
-        .credentials_provider(Credentials::new("admin", "admin", None, None, "test"))
+        .http_client(http)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "admin", "admin", None, None, "test",
+        ))
         .build();
-    Client::from_conf(conf)
+    aws_sdk_secretsmanager::Client::from_conf(conf)
 }
 
 /// Creates a string secret (with tags); returns its ARN.
-pub async fn create_string(c: &Client, name: &str, value: &str, tags: &[(&str, &str)]) -> String {
+#[cfg(feature = "aws-sdk")]
+pub async fn create_string(
+    c: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+    tags: &[(&str, &str)],
+) -> String {
+    use aws_sdk_secretsmanager::types::Tag;
     let tags: Vec<Tag> = tags
         .iter()
         .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
@@ -160,17 +263,21 @@ pub async fn create_string(c: &Client, name: &str, value: &str, tags: &[(&str, &
 }
 
 /// Creates a binary secret.
-pub async fn create_binary(c: &Client, name: &str, value: &[u8]) {
+#[cfg(feature = "aws-sdk")]
+pub async fn create_binary(c: &aws_sdk_secretsmanager::Client, name: &str, value: &[u8]) {
     c.create_secret()
         .name(name)
-        .secret_binary(Blob::new(value.to_vec()))
+        .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(
+            value.to_vec(),
+        ))
         .send()
         .await
         .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
 }
 
 /// Puts a new current version; returns its VersionId.
-pub async fn put_string(c: &Client, name: &str, value: &str) -> String {
+#[cfg(feature = "aws-sdk")]
+pub async fn put_string(c: &aws_sdk_secretsmanager::Client, name: &str, value: &str) -> String {
     c.put_secret_value()
         .secret_id(name)
         .secret_string(value)
@@ -251,6 +358,34 @@ struct ProxyState {
     faults_injected: usize,
 }
 
+/// Calls counted by the proxy, summed over regions (the benchmark's figures).
+#[derive(Clone, Debug, Default)]
+pub struct Calls {
+    /// Calls by `X-Amz-Target` operation (STS: `Action`; `""` when neither names one).
+    pub by_op: HashMap<String, u64>,
+    /// Secret ids requested in `BatchGetSecretValue` calls.
+    pub batch_ids: u64,
+}
+
+impl Calls {
+    /// Secrets Manager read calls (batch + single + list).
+    pub fn reads(&self) -> u64 {
+        [
+            "BatchGetSecretValue",
+            "GetSecretValue",
+            "ListSecrets",
+            "DescribeSecret",
+        ]
+        .iter()
+        .map(|op| self.by_op.get(*op).copied().unwrap_or(0))
+        .sum()
+    }
+    /// All calls.
+    pub fn total(&self) -> u64 {
+        self.by_op.values().sum()
+    }
+}
+
 /// The fault-injecting, counting proxy.
 pub struct Proxy {
     /// `http://127.0.0.1:<port>`.
@@ -266,20 +401,23 @@ impl Drop for Proxy {
 }
 
 impl Proxy {
-    /// Starts a proxy forwarding to `upstream` (moto).
+    /// Starts a proxy forwarding to `upstream` (moto), waiting at most 30 s for each answer.
     pub async fn start(upstream: &str) -> Proxy {
+        Self::with_upstream_timeout(upstream, Duration::from_secs(30)).await
+    }
+
+    /// Like [`Proxy::start`], waiting at most `timeout` for each answer of `upstream`.
+    pub async fn with_upstream_timeout(upstream: &str, timeout: Duration) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(ProxyState::default()));
         let upstream = upstream.to_string();
         let st = state.clone();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
+        let http = reqwest::Client::builder().timeout(timeout).build().unwrap();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
                 let (st, upstream, http) = (st.clone(), upstream.clone(), http.clone());
@@ -291,21 +429,23 @@ impl Proxy {
         Proxy { url, state, task }
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, ProxyState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Adds a fault rule (rules are checked in order).
     pub fn fail(&self, rule: Rule) {
-        self.state.lock().unwrap().rules.push(rule);
+        self.state().rules.push(rule);
     }
 
     /// Removes all fault rules.
     pub fn clear(&self) {
-        self.state.lock().unwrap().rules.clear();
+        self.state().rules.clear();
     }
 
     /// Requests seen for operation `op` (all regions, faulted ones included).
     pub fn count(&self, op: &str) -> usize {
-        self.state
-            .lock()
-            .unwrap()
+        self.state()
             .calls
             .iter()
             .filter(|((o, _), _)| o == op)
@@ -316,9 +456,7 @@ impl Proxy {
     /// Requests seen for operation `op` signed for `region`.
     pub fn count_in(&self, op: &str, region: &str) -> usize {
         *self
-            .state
-            .lock()
-            .unwrap()
+            .state()
             .calls
             .get(&(op.to_string(), region.to_string()))
             .unwrap_or(&0)
@@ -326,32 +464,45 @@ impl Proxy {
 
     /// All requests seen.
     pub fn total(&self) -> usize {
-        self.state.lock().unwrap().calls.values().sum()
+        self.state().calls.values().sum()
     }
 
     /// Number of ids of every `BatchGetSecretValue` seen.
     pub fn batch_sizes(&self) -> Vec<usize> {
-        self.state.lock().unwrap().batch_sizes.clone()
+        self.state().batch_sizes.clone()
     }
 
     /// Access key ids that signed requests, in order.
     pub fn access_keys(&self) -> Vec<String> {
-        self.state.lock().unwrap().access_keys.clone()
+        self.state().access_keys.clone()
     }
 
     /// The `WebIdentityToken` of every STS `AssumeRoleWithWebIdentity` seen, in order.
     pub fn web_identity_tokens(&self) -> Vec<String> {
-        self.state.lock().unwrap().web_identity_tokens.clone()
+        self.state().web_identity_tokens.clone()
     }
 
     /// Faults injected so far.
     pub fn faults_injected(&self) -> usize {
-        self.state.lock().unwrap().faults_injected
+        self.state().faults_injected
+    }
+
+    /// Calls so far by operation, and the ids of all batches.
+    pub fn calls(&self) -> Calls {
+        let s = self.state();
+        let mut by_op: HashMap<String, u64> = HashMap::new();
+        for ((op, _), n) in &s.calls {
+            *by_op.entry(op.clone()).or_default() += *n as u64;
+        }
+        Calls {
+            by_op,
+            batch_ids: s.batch_sizes.iter().sum::<usize>() as u64,
+        }
     }
 
     /// Forgets the counters.
     pub fn reset_counts(&self) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.state();
         s.calls.clear();
         s.batch_sizes.clear();
         s.access_keys.clear();
@@ -359,89 +510,16 @@ impl Proxy {
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-async fn read_request(sock: &mut TcpStream) -> Option<Request> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let path = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some(Request {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
-async fn respond(
-    sock: &mut TcpStream,
-    status: u16,
-    extra: &[(&str, String)],
-    body: &[u8],
-    announce: usize,
-) {
-    let mut head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {announce}\r\nConnection: close\r\n"
-    );
-    for (k, v) in extra {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = sock.write_all(head.as_bytes()).await;
-    let _ = sock.write_all(body).await;
-    let _ = sock.flush().await;
-    let _ = sock.shutdown().await;
-}
+const AMZ_JSON: &str = "application/x-amz-json-1.1";
 
 fn error_body(code: &str, message: &str) -> Vec<u8> {
     serde_json::json!({"__type": code, "message": message})
         .to_string()
         .into_bytes()
+}
+
+async fn respond_error(sock: &mut TcpStream, status: u16, extra: &[(&str, String)], body: &[u8]) {
+    respond(sock, status, AMZ_JSON, extra, body, body.len()).await;
 }
 
 /// The region of a SigV4 `Authorization` header: `Credential=AKID/DATE/REGION/SERVICE/aws4_request`.
@@ -456,6 +534,14 @@ fn sigv4(auth: &str) -> (String, String) {
         parts.first().unwrap_or(&"").to_string(),
         parts.get(2).unwrap_or(&"").to_string(),
     )
+}
+
+/// The ids of a `BatchGetSecretValue` body.
+fn batch_size(req: &Request) -> usize {
+    serde_json::from_slice::<serde_json::Value>(&req.body)
+        .ok()
+        .and_then(|v| v["SecretIdList"].as_array().map(Vec::len))
+        .unwrap_or(0)
 }
 
 async fn serve(
@@ -478,7 +564,7 @@ async fn serve(
         .unwrap_or_default();
     let (akid, region) = sigv4(req.header("authorization").unwrap_or(""));
     let fault = {
-        let mut s = st.lock().unwrap();
+        let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
         *s.calls.entry((op.clone(), region.clone())).or_default() += 1;
         s.access_keys.push(akid);
         if op == "AssumeRoleWithWebIdentity" {
@@ -494,11 +580,7 @@ async fn serve(
             }
         }
         if op == "BatchGetSecretValue" {
-            let n = serde_json::from_slice::<serde_json::Value>(&req.body)
-                .ok()
-                .and_then(|v| v["SecretIdList"].as_array().map(Vec::len))
-                .unwrap_or(0);
-            s.batch_sizes.push(n);
+            s.batch_sizes.push(batch_size(&req));
         }
         let mut hit = None;
         for r in s.rules.iter_mut() {
@@ -520,24 +602,18 @@ async fn serve(
         hit
     };
     // AWS caps BatchGetSecretValue at 20 ids; moto does not.
-    if op == "BatchGetSecretValue" {
-        let n = serde_json::from_slice::<serde_json::Value>(&req.body)
-            .ok()
-            .and_then(|v| v["SecretIdList"].as_array().map(Vec::len))
-            .unwrap_or(0);
-        if n > 20 {
-            let b = error_body(
-                "ValidationException",
-                "1 validation error detected: Value at 'secretIdList' failed to satisfy constraint: Member must have length less than or equal to 20",
-            );
-            respond(&mut sock, 400, &[], &b, b.len()).await;
-            return Some(());
-        }
+    if op == "BatchGetSecretValue" && batch_size(&req) > 20 {
+        let b = error_body(
+            "ValidationException",
+            "1 validation error detected: Value at 'secretIdList' failed to satisfy constraint: Member must have length less than or equal to 20",
+        );
+        respond_error(&mut sock, 400, &[], &b).await;
+        return Some(());
     }
     match fault {
         Some(Fault::Throttle) => {
             let b = error_body("ThrottlingException", "Rate exceeded");
-            respond(&mut sock, 400, &[], &b, b.len()).await;
+            respond_error(&mut sock, 400, &[], &b).await;
             return Some(());
         }
         Some(Fault::Throttle429 { retry_after }) => {
@@ -545,7 +621,7 @@ async fn serve(
             let extra: Vec<(&str, String)> = retry_after
                 .map(|s| vec![("Retry-After", s.to_string())])
                 .unwrap_or_default();
-            respond(&mut sock, 429, &extra, &b, b.len()).await;
+            respond_error(&mut sock, 429, &extra, &b).await;
             return Some(());
         }
         Some(Fault::Status(code)) => {
@@ -557,7 +633,7 @@ async fn serve(
                 },
                 "injected failure",
             );
-            respond(&mut sock, code, &[], &b, b.len()).await;
+            respond_error(&mut sock, code, &[], &b).await;
             return Some(());
         }
         Some(Fault::AccessDenied) => {
@@ -565,7 +641,7 @@ async fn serve(
                 "AccessDeniedException",
                 "User is not authorized to perform this operation",
             );
-            respond(&mut sock, 400, &[], &b, b.len()).await;
+            respond_error(&mut sock, 400, &[], &b).await;
             return Some(());
         }
         Some(Fault::ExpiredToken) => {
@@ -573,7 +649,7 @@ async fn serve(
                 "ExpiredTokenException",
                 "The security token included in the request is expired",
             );
-            respond(&mut sock, 400, &[], &b, b.len()).await;
+            respond_error(&mut sock, 400, &[], &b).await;
             return Some(());
         }
         Some(Fault::Hang) => {
@@ -600,10 +676,11 @@ async fn serve(
     };
     let status = resp.status().as_u16();
     let body = resp.bytes().await.ok()?.to_vec();
-    if fault == Some(Fault::Truncate) {
-        respond(&mut sock, status, &[], &body[..body.len() / 2], body.len()).await;
+    let sent = if fault == Some(Fault::Truncate) {
+        &body[..body.len() / 2]
     } else {
-        respond(&mut sock, status, &[], &body, body.len()).await;
-    }
+        &body[..]
+    };
+    respond(&mut sock, status, AMZ_JSON, &[], sent, body.len()).await;
     Some(())
 }

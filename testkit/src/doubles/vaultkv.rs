@@ -10,15 +10,15 @@
 //!
 //! Per key, a fixed answer can be set instead ([`KeyFault`]), and reads are counted per key; the
 //! whole mount can be made to vanish ([`VaultKv::set_mount_missing`]).
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::http::{JSON, read_request};
 
 #[derive(Default)]
 struct State {
@@ -72,6 +72,7 @@ impl Drop for VaultKv {
 }
 
 impl VaultKv {
+    /// Starts the double on 127.0.0.1 (a free port), empty and without faults.
     pub async fn start() -> VaultKv {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -161,55 +162,38 @@ async fn answer_fault(sock: &mut TcpStream, f: &KeyFault) {
     match f {
         KeyFault::Denied => {
             let b = br#"{"errors":["permission denied"]}"#;
-            respond(sock, 403, "", b, b.len()).await
+            respond(sock, 403, false, b, b.len()).await
         }
         KeyFault::Throttled => {
             let b = br#"{"errors":["rate limited"]}"#;
-            respond(sock, 429, "retry-after: 1\r\n", b, b.len()).await
+            respond(sock, 429, true, b, b.len()).await
         }
         KeyFault::ServerError => {
             let b = br#"{"errors":["internal error"]}"#;
-            respond(sock, 500, "", b, b.len()).await
+            respond(sock, 500, false, b, b.len()).await
         }
-        KeyFault::Malformed => respond(sock, 200, "", b"{\"data\":", 8).await,
+        KeyFault::Malformed => respond(sock, 200, false, b"{\"data\":", 8).await,
         KeyFault::BadRequest => {
             let b = br#"{"errors":["invalid parameter"]}"#;
-            respond(sock, 400, "", b, b.len()).await
+            respond(sock, 400, false, b, b.len()).await
         }
-        KeyFault::ProxyNotFound => respond(sock, 404, "", PROXY_404, PROXY_404.len()).await,
-        KeyFault::NoHandler => respond(sock, 404, "", NO_HANDLER, NO_HANDLER.len()).await,
+        KeyFault::ProxyNotFound => respond(sock, 404, false, PROXY_404, PROXY_404.len()).await,
+        KeyFault::NoHandler => respond(sock, 404, false, NO_HANDLER, NO_HANDLER.len()).await,
     }
 }
 
-async fn read_request(sock: &mut TcpStream) -> Option<(String, String)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..i]).to_string();
-            let mut first = head.lines().next()?.split_whitespace();
-            let method = first.next()?.to_string();
-            let path = first.next()?.to_string();
-            return Some((method, path));
-        }
-        if buf.len() > 64 * 1024 {
-            return None;
-        }
-    }
-}
-
-async fn respond(sock: &mut TcpStream, status: u16, extra: &str, body: &[u8], announced: usize) {
-    let head = format!(
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {announced}\r\n{extra}connection: close\r\n\r\n"
-    );
-    let _ = sock.write_all(head.as_bytes()).await;
-    let _ = sock.write_all(body).await;
-    let _ = sock.shutdown().await;
+/// An answer with `content-length: announced` (more than `body.len()`: a truncated body) and
+/// `retry-after: 1` when `retry_after`.
+async fn respond(
+    sock: &mut TcpStream,
+    status: u16,
+    retry_after: bool,
+    body: &[u8],
+    announced: usize,
+) {
+    let extra = [("retry-after", "1".to_string())];
+    let extra: &[(&str, String)] = if retry_after { &extra } else { &[] };
+    crate::http::respond(sock, status, JSON, extra, body, announced).await
 }
 
 async fn serve(
@@ -218,16 +202,16 @@ async fn serve(
     faults: Arc<AtomicU64>,
     requests: Arc<AtomicU64>,
 ) -> Option<()> {
-    let (_method, path) = read_request(&mut sock).await?;
+    let path = read_request(&mut sock).await?.path;
     let n = requests.fetch_add(1, Ordering::Relaxed);
     let path = path.split('?').next().unwrap_or_default().to_string();
     if path == "/v1/auth/token/lookup-self" {
         let body = br#"{"data":{"ttl":0,"renewable":false,"policies":["default"]}}"#;
-        respond(&mut sock, 200, "", body, body.len()).await;
+        respond(&mut sock, 200, false, body, body.len()).await;
         return Some(());
     }
     let Some(key) = path.strip_prefix("/v1/secret/data/") else {
-        respond(&mut sock, 404, "", br#"{"errors":[]}"#, 13).await;
+        respond(&mut sock, 404, false, br#"{"errors":[]}"#, 13).await;
         return Some(());
     };
     let key = key.to_string();
@@ -252,37 +236,37 @@ async fn serve(
     if p > 0.0 && rand::random::<f64>() < p {
         faults.fetch_add(1, Ordering::Relaxed);
         match n % 10 {
-            0 => respond(&mut sock, 500, "", br#"{"errors":["internal error"]}"#, 29).await,
-            1 => respond(&mut sock, 503, "", br#"{"errors":["sealed"]}"#, 21).await,
-            2 => {
+            0 => {
                 respond(
                     &mut sock,
-                    429,
-                    "retry-after: 1\r\n",
-                    br#"{"errors":["rate limited"]}"#,
-                    27,
+                    500,
+                    false,
+                    br#"{"errors":["internal error"]}"#,
+                    29,
                 )
                 .await
             }
+            1 => respond(&mut sock, 503, false, br#"{"errors":["sealed"]}"#, 21).await,
+            2 => respond(&mut sock, 429, true, br#"{"errors":["rate limited"]}"#, 27).await,
             // (This answer announced 33 bytes for its 32 until the promises campaign: a truncated
             // body, not the denial it meant to be.)
             3 => answer_fault(&mut sock, &KeyFault::Denied).await,
             4 => {
                 // Truncated: the header announces more than is sent.
                 let body = br#"{"data":{"data":{"v":"#;
-                respond(&mut sock, 200, "", body, body.len() + 40).await
+                respond(&mut sock, 200, false, body, body.len() + 40).await
             }
             5 => {
                 let body = br#"{"data":{"data":"#;
-                respond(&mut sock, 200, "", body, body.len()).await
+                respond(&mut sock, 200, false, body, body.len()).await
             }
             6 => {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                respond(&mut sock, 503, "", br#"{"errors":["slow"]}"#, 19).await
+                respond(&mut sock, 503, false, br#"{"errors":["slow"]}"#, 19).await
             }
             7 => answer_fault(&mut sock, &KeyFault::ProxyNotFound).await,
             8 => answer_fault(&mut sock, &KeyFault::NoHandler).await,
-            _ => respond(&mut sock, 404, "", br#"{"errors":[]}"#, 13).await,
+            _ => respond(&mut sock, 404, false, br#"{"errors":[]}"#, 13).await,
         }
         return Some(());
     }
@@ -291,9 +275,9 @@ async fn serve(
             let body = serde_json::json!({"data": {"data": {"v": value},
                 "metadata": {"version": version, "created_time": "2026-01-01T00:00:00Z", "deletion_time": "", "destroyed": false}}})
             .to_string();
-            respond(&mut sock, 200, "", body.as_bytes(), body.len()).await;
+            respond(&mut sock, 200, false, body.as_bytes(), body.len()).await;
         }
-        None => respond(&mut sock, 404, "", br#"{"errors":[]}"#, 13).await,
+        None => respond(&mut sock, 404, false, br#"{"errors":[]}"#, 13).await,
     }
     Some(())
 }

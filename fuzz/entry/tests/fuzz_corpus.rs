@@ -1,19 +1,20 @@
 //! The fuzz targets of `fuzz/` without libFuzzer (CI builds no sanitizer toolchain): every seed of
 //! `fuzz/corpus/<target>/` (and any crash reproducer saved there as `seed-regress-*`) plus
-//! deterministic mutations of them run through the same entry points (`secretsync::fuzzing`, and the
-//! provider payload harness shared with `fuzz/`). No panic is the assertion; each entry point also
-//! checks that errors do not quote input values and outputs stay bounded. `payload_azure` is one of
-//! `secretsync::fuzzing::TARGETS`: the Azure provider on an in-memory transport, so it replays with the
-//! pure targets (full mutation count) rather than with the socket-based payload harness.
+//! deterministic mutations of them run through the same entry points (this crate's, and the
+//! provider payload harness [`secretsync_fuzz_entry::payload`]). No panic is the assertion; each
+//! entry point also checks that errors do not quote input values and outputs stay bounded.
+//! `payload_azure` is one of [`secretsync_fuzz_entry::TARGETS`]: the Azure provider on an in-memory
+//! transport, so it replays with the pure targets (full mutation count) rather than with the
+//! socket-based payload harness.
 //!
 //! Knobs: `FUZZ_MUTATIONS` (per target, default 3000; payload targets a tenth), `FUZZ_SECS` (time cap
-//! per target, default 6).
-
-#[path = "../fuzz/harness/payload.rs"]
-mod payload;
+//! per target, default 6). `make test` runs it (`cargo test --workspace`); `make soak` with many
+//! more mutations (`cargo test -p secretsync-fuzz-entry --test fuzz_corpus`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use secretsync_fuzz_entry::{TARGETS, file_store_seed, payload};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -104,8 +105,9 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
+    // fuzz/entry → fuzz/corpus/<target>
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("../corpus")
         .join(target);
     let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -115,7 +117,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         .collect();
     assert!(!out.is_empty(), "no seeds for {target}");
     if target == "file_store" {
-        out.push(secretsync::fuzzing::file_store_seed());
+        out.push(file_store_seed());
     }
     out
 }
@@ -142,14 +144,11 @@ fn run(target: &str, f: fn(&[u8]), mutations: u64) -> (usize, u64) {
 fn pure_targets_survive_their_corpus() {
     let m = env_num("FUZZ_MUTATIONS", 3000);
     let mut total = 0;
-    for (name, f) in secretsync::fuzzing::TARGETS {
+    for (name, f) in TARGETS {
         let (s, n) = run(name, *f, m);
         total += s as u64 + n;
     }
-    eprintln!(
-        "fuzz corpus: {total} inputs over {} targets",
-        secretsync::fuzzing::TARGETS.len()
-    );
+    eprintln!("fuzz corpus: {total} inputs over {} targets", TARGETS.len());
 }
 
 #[test]

@@ -1,15 +1,14 @@
 //! Provider payload decoding, through the real provider clients: a one-thread HTTP/1.1 responder on
 //! 127.0.0.1 answers every request with the fuzz input (first byte: the status code, the rest: the
 //! body), and the Vault (KV v2) and AWS Secrets Manager providers read from it. Shared by the fuzz
-//! targets (`fuzz/`) and the corpus test (`tests/fuzz_corpus.rs`).
-#![allow(dead_code)]
+//! targets `payload_vault` and `payload_aws` (`fuzz/`) and the corpus test (`tests/fuzz_corpus.rs`).
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use secretsync::fuzzing::MARK;
+use crate::MARK;
 use secretsync::providers::aws::{AwsSecretsManager, AwsSettings, AwsTimeouts, StaticCredentials};
 use secretsync::providers::vault::{VaultAuthConfig, VaultConfig, VaultProvider};
 use secretsync::providers::{Provider, ProviderError, RemoteRef};
