@@ -13,10 +13,14 @@ use tokio::sync::watch;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FaultAction {
     /// Delay the request, then serve it normally.
-    Latency { ms: u64 },
+    Latency {
+        /// Milliseconds of delay.
+        ms: u64,
+    },
     /// Answer 429 TooManyRequests with `Retry-After`.
     TooManyRequests {
         #[serde(default = "one")]
+        /// Seconds in the `Retry-After` header (default 1).
         retry_after_seconds: u64,
     },
     /// Answer 500 InternalError.
@@ -54,10 +58,13 @@ fn one() -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FaultRule {
     #[serde(default)]
+    /// Only requests with this verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`).
     pub verb: Option<String>,
     #[serde(default)]
+    /// Only requests on this resource (plural, or `plural/subresource`).
     pub resource: Option<String>,
     #[serde(default)]
+    /// Only requests in this namespace.
     pub namespace: Option<String>,
     /// Chance (0..=1) that a matching request is affected; default 1.
     #[serde(default)]
@@ -65,10 +72,12 @@ pub struct FaultRule {
     /// Fire at most this many times (then the rule is removed); default unlimited.
     #[serde(default)]
     pub count: Option<u64>,
+    /// What happens to a matching request.
     pub action: FaultAction,
 }
 
 impl FaultRule {
+    /// A rule that matches every request, always, until removed.
     pub fn new(action: FaultAction) -> Self {
         FaultRule {
             verb: None,
@@ -79,22 +88,27 @@ impl FaultRule {
             action,
         }
     }
+    /// Only requests with verb `v`.
     pub fn verb(mut self, v: &str) -> Self {
         self.verb = Some(v.into());
         self
     }
+    /// Only requests on resource `r`.
     pub fn resource(mut self, r: &str) -> Self {
         self.resource = Some(r.into());
         self
     }
+    /// Only requests in namespace `n`.
     pub fn namespace(mut self, n: &str) -> Self {
         self.namespace = Some(n.into());
         self
     }
+    /// Affect a matching request with chance `p` (0..=1).
     pub fn probability(mut self, p: f64) -> Self {
         self.probability = Some(p);
         self
     }
+    /// Fire at most `n` times, then remove the rule.
     pub fn times(mut self, n: u64) -> Self {
         self.count = Some(n);
         self
@@ -167,12 +181,14 @@ impl Faults {
         s.rules.push((id, rule));
         id
     }
+    /// Remove the rule with this id; false if there was none.
     pub fn remove(&self, id: u64) -> bool {
         let mut s = self.st();
         let n = s.rules.len();
         s.rules.retain(|(i, _)| *i != id);
         s.rules.len() != n
     }
+    /// The active rules with their ids.
     pub fn rules(&self) -> Vec<(u64, FaultRule)> {
         self.st().rules.clone()
     }
@@ -196,15 +212,18 @@ impl Faults {
     pub fn expire_next_watches(&self, n: u64) {
         self.st().expire_watches += n;
     }
+    /// Start an API outage: every request fails as `mode` says and open watches end.
     pub fn outage_start(&self, mode: OutageMode) {
         self.st().outage_gen += 1;
         self.outage.send_replace(Some(mode));
         self.cut_watches();
     }
+    /// End the outage.
     pub fn outage_end(&self) {
         self.st().outage_gen += 1;
         self.outage.send_replace(None);
     }
+    /// The outage in progress, if any.
     pub fn outage(&self) -> Option<OutageMode> {
         *self.outage.borrow()
     }
@@ -296,6 +315,7 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Requests served with `verb` on `resource`.
     pub fn get(&self, verb: &str, resource: &str) -> u64 {
         self.requests
             .get(&(verb.to_string(), resource.to_string()))

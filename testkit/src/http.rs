@@ -13,6 +13,7 @@ pub const JSON: &str = "application/json";
 /// One request.
 #[derive(Clone, Debug)]
 pub struct Request {
+    /// HTTP method (`GET`, `POST`, ...).
     pub method: String,
     /// The request target as sent (path and query).
     pub path: String,

@@ -230,10 +230,12 @@ impl Emulator {
         format!("http://{}", self.inner.app.addr)
     }
 
+    /// A kubeconfig for this emulator (no auth), with `namespace` as the context's default.
     pub fn kubeconfig_yaml(&self, namespace: Option<&str>) -> String {
         kubeconfig::render(&self.url(), namespace)
     }
 
+    /// Write [`Self::kubeconfig_yaml`] to `path`, creating its directory.
     pub fn write_kubeconfig(&self, path: &Path, namespace: Option<&str>) -> anyhow::Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -277,14 +279,17 @@ impl Emulator {
             .map_err(|e| anyhow::anyhow!("CRD {name}: {e}"))
     }
 
+    /// The fault rules, watch cuts and outages this emulator injects.
     pub fn faults(&self) -> &Faults {
         &self.inner.app.faults
     }
 
+    /// A snapshot of the requests served so far, by verb and resource.
     pub fn counters(&self) -> Counters {
         self.inner.app.counters.snapshot()
     }
 
+    /// Set every request counter back to zero.
     pub fn reset_counters(&self) {
         self.inner.app.counters.reset()
     }

@@ -16,6 +16,7 @@ use secretsync::value::SecretBytes;
 
 const STATUSES: [u16; 8] = [200, 200, 200, 200, 403, 404, 429, 500];
 
+/// Providers wired to a local HTTP server that answers with the bytes under test.
 pub struct Harness {
     rt: tokio::runtime::Runtime,
     answer: Arc<Mutex<(u16, Vec<u8>)>>,
@@ -65,6 +66,7 @@ fn serve(listener: TcpListener, answer: Arc<Mutex<(u16, Vec<u8>)>>) {
     }
 }
 
+/// The one harness of this process (started on first use).
 pub fn harness() -> &'static Harness {
     static H: OnceLock<Harness> = OnceLock::new();
     H.get_or_init(|| {

@@ -294,7 +294,10 @@ pub enum Fault {
     /// 400 `{"__type":"ThrottlingException"}`.
     Throttle,
     /// 429 `TooManyRequestsException`, with `Retry-After` seconds if given.
-    Throttle429 { retry_after: Option<u32> },
+    Throttle429 {
+        /// Seconds in `Retry-After`, if any.
+        retry_after: Option<u32>,
+    },
     /// This HTTP status with an `InternalServiceError`/`ServiceUnavailable` body.
     Status(u16),
     /// Accept the request and never answer.

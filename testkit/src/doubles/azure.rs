@@ -74,7 +74,9 @@ const VAULT_NAME: &str = "kv-double";
 /// [`KeyVaultDouble::update`].
 #[derive(Clone, Debug)]
 pub struct SetOptions {
+    /// Tags of the version (`tags` in the bundle).
     pub tags: Vec<(String, String)>,
+    /// `contentType` of the version.
     pub content_type: Option<String>,
     /// Default `true`.
     pub enabled: bool,
@@ -100,7 +102,10 @@ impl Default for SetOptions {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
     /// 429 with `Retry-After: {retry_after_secs}` and a `Throttled` error body.
-    Throttle { retry_after_secs: u64 },
+    Throttle {
+        /// Seconds in `Retry-After`.
+        retry_after_secs: u64,
+    },
     /// This status with an error body (`InternalServerError`, `ServiceUnavailable`, …).
     Status(u16),
     /// 403 `Forbidden` (access policy denies the operation; `innererror.code` `AccessDenied`). The
@@ -120,6 +125,7 @@ pub enum Fault {
 pub struct Rule {
     /// Substring of the request path (`""`: every request; `"/oauth2/"`: the token endpoint).
     pub path_contains: String,
+    /// What the double answers instead.
     pub fault: Fault,
     /// How many matching requests it hits (`None`: until cleared).
     pub times: Option<usize>,
@@ -168,6 +174,7 @@ pub struct Counts {
 /// One request as seen by the double.
 #[derive(Clone, Debug)]
 pub struct RequestLog {
+    /// HTTP method (`GET`, `POST`, ...).
     pub method: String,
     /// Raw (still percent-encoded) path.
     pub path: String,
@@ -488,10 +495,12 @@ impl KeyVaultDouble {
         self.state().rules.clear();
     }
 
+    /// How many requests of each kind the double has served.
     pub fn counts(&self) -> Counts {
         self.state().counts.clone()
     }
 
+    /// Set every count back to zero.
     pub fn reset_counts(&self) {
         self.state().counts = Counts::default();
     }
