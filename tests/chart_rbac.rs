@@ -20,7 +20,7 @@ fn root() -> PathBuf {
 }
 
 fn docs(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+    serde_yaml_ng::Deserializer::from_str(yaml)
         .filter_map(|d| Value::deserialize(d).ok())
         .filter(|v| v.is_object())
         .collect()

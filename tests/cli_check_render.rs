@@ -451,7 +451,7 @@ fn env_provider_via_store_override() {
 /// The Secrets of a render output (comment-only documents skipped).
 fn secrets(yaml: &str) -> Vec<serde_json::Value> {
     use serde::Deserialize;
-    serde_yaml::Deserializer::from_str(yaml)
+    serde_yaml_ng::Deserializer::from_str(yaml)
         .map(|d| serde_json::Value::deserialize(d).unwrap())
         .filter(|v| !v.is_null())
         .collect()
@@ -508,7 +508,7 @@ async fn render_prints_what_the_controller_would_apply() {
     let text = std::fs::read_to_string(dir.path().join("good/secretrefs.yaml")).unwrap();
     let srefs: Vec<SecretRef> = {
         use serde::Deserialize;
-        serde_yaml::Deserializer::from_str(&text)
+        serde_yaml_ng::Deserializer::from_str(&text)
             .map(|d| SecretRef::deserialize(d).unwrap())
             .collect()
     };

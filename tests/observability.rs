@@ -146,8 +146,8 @@ fn unknown_names(exprs: &[(String, String)], allowed: &BTreeMap<String, String>)
 }
 
 fn rule_exprs() -> Vec<(String, String)> {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&read("files/prometheus-rules.yaml")).expect("rules file is YAML");
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&read("files/prometheus-rules.yaml")).expect("rules file is YAML");
     let mut out = Vec::new();
     let groups = doc["groups"].as_sequence().expect("groups");
     assert!(!groups.is_empty());
@@ -283,8 +283,8 @@ fn alert_rules_use_only_exported_metrics() {
         assert!(names.contains(a), "alert {a} missing from the rules");
     }
     // Every alert has a severity, a summary and a description; `for` is a Prometheus duration.
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&read("files/prometheus-rules.yaml")).unwrap();
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&read("files/prometheus-rules.yaml")).unwrap();
     let dur = regex::Regex::new(r"^([0-9]+(ms|s|m|h|d|w|y))+$").unwrap();
     for r in doc["groups"][0]["rules"].as_sequence().unwrap() {
         let name = r["alert"].as_str().unwrap();

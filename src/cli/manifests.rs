@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::api::{ClusterSecretStore, Reason, SecretRef, SecretStore, validation};
 use crate::cli::store::MasterKeyArgs;
@@ -268,7 +268,7 @@ fn add_text(
     text: &str,
     default_namespace: &str,
 ) -> Result<(), CliError> {
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let source = Source {
             path: path.to_path_buf(),
             document: i + 1,
@@ -366,7 +366,7 @@ fn add_value(
             value.get("metadata").and_then(|md| md.get("labels")),
         ) {
             let labels: BTreeMap<String, String> =
-                serde_yaml::from_value(labels.clone()).unwrap_or_default();
+                serde_yaml_ng::from_value(labels.clone()).unwrap_or_default();
             m.namespace_labels
                 .entry(name.to_string())
                 .or_default()
@@ -498,7 +498,7 @@ fn typed<T>(value: &Value, validate: impl Fn(&T) -> Vec<Problem>) -> (Option<T>,
 where
     T: serde::de::DeserializeOwned + Serialize,
 {
-    match serde_yaml::from_value::<T>(value.clone()) {
+    match serde_yaml_ng::from_value::<T>(value.clone()) {
         Err(e) => (
             None,
             vec![Problem::new(

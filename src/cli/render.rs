@@ -124,7 +124,7 @@ pub async fn run(
                 secret.metadata.annotations = None;
             }
         }
-        let yaml = serde_yaml::to_string(&secret)
+        let yaml = serde_yaml_ng::to_string(&secret)
             .map_err(|e| CliError::Output(std::io::Error::other(e.to_string())))?;
         docs.push(format!(
             "# From SecretRef {}/{}\n{yaml}",

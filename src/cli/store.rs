@@ -110,9 +110,9 @@ pub enum StoreCommand {
         /// Expiry time (RFC 3339, e.g. 2026-12-31T00:00:00Z).
         #[arg(long, value_name = "RFC3339", conflicts_with = "expires_in")]
         expires: Option<String>,
-        /// Expiry as a duration from now (e.g. 90d, 12h).
-        #[arg(long, value_name = "DURATION")]
-        expires_in: Option<humantime::Duration>,
+        /// Expiry as a duration from now: days and/or a duration as in the CRDs (e.g. 90d, 12h, 1d12h).
+        #[arg(long, value_name = "DURATION", value_parser = parse_expires_in)]
+        expires_in: Option<std::time::Duration>,
         /// A tag `key=value` (repeatable). Given tags replace the entry's tags.
         #[arg(long = "tag", value_name = "K=V")]
         tags: Vec<String>,
@@ -414,9 +414,34 @@ fn rotate(
     Ok(())
 }
 
+/// `--expires-in`: an optional leading `<n>d` (days), then a duration in the CRDs' syntax
+/// ([`crate::api::duration::parse`]), e.g. `90d`, `12h`, `1d12h`.
+fn parse_expires_in(s: &str) -> Result<std::time::Duration, String> {
+    const DAY: u64 = 24 * 60 * 60;
+    let bad = || format!("{s:?} is not a duration (use e.g. 90d, 12h, 1d12h)");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let (days, rest) = match s.split_once('d') {
+        Some((n, rest)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (n.parse::<u64>().map_err(|_| bad())?, rest)
+        }
+        _ => (0, s),
+    };
+    let rest = if rest.is_empty() {
+        std::time::Duration::ZERO
+    } else {
+        crate::api::duration::parse(rest).map_err(|_| bad())?
+    };
+    days.checked_mul(DAY)
+        .map(std::time::Duration::from_secs)
+        .and_then(|d| d.checked_add(rest))
+        .ok_or_else(bad)
+}
+
 fn parse_expiry(
     expires: Option<&str>,
-    expires_in: Option<humantime::Duration>,
+    expires_in: Option<std::time::Duration>,
 ) -> anyhow::Result<Option<DateTime<Utc>>> {
     let now = Utc::now();
     let t = match (expires, expires_in) {
@@ -426,7 +451,7 @@ fn parse_expiry(
                 .with_timezone(&Utc),
         ),
         (None, Some(d)) => {
-            let d = chrono::Duration::from_std(*d).context("--expires-in is too large")?;
+            let d = chrono::Duration::from_std(d).context("--expires-in is too large")?;
             Some(
                 now.checked_add_signed(d)
                     .context("--expires-in is too large")?,
@@ -546,6 +571,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn expires_in_takes_days_and_crd_durations() {
+        let h = |n: u64| std::time::Duration::from_secs(n * 3600);
+        assert_eq!(parse_expires_in("90d"), Ok(h(90 * 24)));
+        assert_eq!(parse_expires_in("12h"), Ok(h(12)));
+        assert_eq!(parse_expires_in("1d12h"), Ok(h(36)));
+        assert_eq!(parse_expires_in("90m"), Ok(std::time::Duration::from_secs(5400)));
+        for bad in ["", "d", "1 day", "1d1d", "-1d", "x1d", "99999999999999999999d"] {
+            let e = parse_expires_in(bad).unwrap_err();
+            assert!(e.contains("not a duration"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn newline_handling() {
         let v = read_value(None, &mut &b"abc\n"[..], false, false).unwrap();
         assert_eq!(v.expose(), b"abc");
@@ -576,7 +614,7 @@ mod tests {
         assert!(parse_expiry(Some("2000-01-01T00:00:00Z"), None).is_err());
         assert!(parse_expiry(Some("tomorrow"), None).is_err());
         assert!(
-            parse_expiry(None, Some("1h".parse().unwrap()))
+            parse_expiry(None, Some(std::time::Duration::from_secs(3600)))
                 .unwrap()
                 .unwrap()
                 > Utc::now()

@@ -199,7 +199,7 @@ mod tests {
     use super::*;
 
     fn provider(yaml: &str) -> api::ProviderSpec {
-        serde_yaml::from_str(yaml).unwrap()
+        serde_yaml_ng::from_str(yaml).unwrap()
     }
 
     #[test]

@@ -331,7 +331,7 @@ mod tests {
     }
 
     fn spec(yaml: &str) -> SecretRefSpec {
-        serde_yaml::from_str(yaml).unwrap()
+        serde_yaml_ng::from_str(yaml).unwrap()
     }
 
     #[tokio::test]

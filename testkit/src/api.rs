@@ -206,7 +206,7 @@ fn parse_body(b: &[u8], content_type: &str) -> Result<Value, ApiError> {
         Ok(v) => Ok(v),
         Err(je) => {
             if content_type.contains("yaml") {
-                serde_yaml::from_slice(b)
+                serde_yaml_ng::from_slice(b)
                     .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
             } else {
                 Err(ApiError::bad_request(format!(

@@ -196,7 +196,7 @@ pub(crate) fn read_dir(dir: &Path) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f)?;
-        for doc in serde_yaml::Deserializer::from_str(&text) {
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let v: Value = match serde::Deserialize::deserialize(doc) {
                 Ok(v) => v,
                 Err(e) => anyhow::bail!("{}: {e}", f.display()),

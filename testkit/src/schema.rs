@@ -666,7 +666,7 @@ mod tests {
     use super::*;
 
     fn schema() -> Value {
-        serde_yaml::from_str(
+        serde_yaml_ng::from_str(
             r#"
 type: object
 properties:

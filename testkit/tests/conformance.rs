@@ -274,7 +274,7 @@ const GROUP: &str = "conformance.testkit.io";
 
 /// A namespaced CRD `{plural}.conformance.testkit.io` (version v1, status subresource).
 fn crd(plural: &str, kind: &str) -> Value {
-    let schema: Value = serde_yaml::from_str(
+    let schema: Value = serde_yaml_ng::from_str(
         r#"
 type: object
 properties:

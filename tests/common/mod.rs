@@ -768,7 +768,7 @@ pub fn render_chart(namespace: &str, set: &[String], templates: &[&str]) -> Vec<
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let mut docs = Vec::new();
-    for d in serde_yaml::Deserializer::from_str(&text) {
+    for d in serde_yaml_ng::Deserializer::from_str(&text) {
         let v: serde_json::Value = serde::Deserialize::deserialize(d).expect("rendered YAML");
         if v.is_object() {
             docs.push(v);
@@ -800,7 +800,7 @@ fn token_kubeconfig(admin: &Path, user: &str, token: &str) -> String {
         "current-context": "e2e",
         "users": [{"name": user, "user": {"token": token}}],
     });
-    serde_yaml::to_string(&out).expect("kubeconfig YAML")
+    serde_yaml_ng::to_string(&out).expect("kubeconfig YAML")
 }
 
 /// Applies the CRDs from `crds/` and waits until they are established.
@@ -810,7 +810,7 @@ pub async fn install_crds(client: &Client) {
     for entry in std::fs::read_dir(&dir).expect("crds dir") {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("read crd");
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("parse crd");
+        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&text).expect("parse crd");
         let name = crd.metadata.name.clone().expect("crd name");
         api.patch(
             &name,

@@ -242,7 +242,7 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn to_chrono(t: Option<&time::OffsetDateTime>) -> Option<DateTime<Utc>> {
+fn to_chrono(t: Option<&azure_core::time::OffsetDateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.unix_timestamp(), 0))
 }
 
@@ -1082,7 +1082,7 @@ mod tests {
     fn usable_now_filters_disabled_future_and_expired() {
         let now = Utc::now();
         let t = |secs: i64| {
-            Some(time::OffsetDateTime::from_unix_timestamp(now.timestamp() + secs).unwrap())
+            Some(azure_core::time::OffsetDateTime::from_unix_timestamp(now.timestamp() + secs).unwrap())
         };
         let mut a = SecretAttributes {
             enabled: Some(true),
