@@ -1,7 +1,7 @@
 # secretsync — build, test, lint, generate, demo.
 CARGO ?= cargo
 
-.PHONY: build test test-deps envtest-assets lint fmt crds chart-lint manifests image demo e2e bench bench-quick clean
+.PHONY: build test test-deps envtest-assets lint fmt crds chart-lint manifests image demo e2e bench bench-quick clean deny msrv
 
 build:
 	$(CARGO) build --workspace --bins
@@ -35,6 +35,17 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## cargo deny check: RustSec advisories, licenses, bans, sources (deny.toml). Installs cargo-deny into
+## .tools/bin; uses the committed advisory snapshot when GitHub is unreachable (scripts/deny.sh).
+deny:
+	CARGO=$(CARGO) ./scripts/deny.sh
+
+## The oldest supported compiler (the workspace's rust-version) builds the shipped crate.
+MSRV = $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+msrv:
+	./scripts/toolchain.sh $(MSRV)
+	cargo +$(MSRV) check --locked -p secretsync --lib --bins --target-dir target/msrv
 
 ## Regenerate crds/ from the Rust types, the Helm chart's copies (plus helm.sh/resource-policy: keep) and
 ## deploy/install.yaml.
