@@ -1039,13 +1039,16 @@ where
                             ProviderError::Transient {
                                 message: format!(
                                     "AWS {region}: loading credentials failed: {}",
-                                    chain(c)
+                                    super::error_chain(c)
                                 ),
                             }
                         }
                         _ => ProviderError::AccessDenied {
                             key: key.map(str::to_string),
-                            message: format!("AWS {region}: no usable credentials: {}", chain(c)),
+                            message: format!(
+                                "AWS {region}: no usable credentials: {}",
+                                super::error_chain(c)
+                            ),
                         },
                     },
                     code: None,
@@ -1058,13 +1061,16 @@ where
             } else {
                 "request failed"
             };
-            transient(format!("AWS {region}: {kind}{what}: {}", chain(e)))
+            transient(format!(
+                "AWS {region}: {kind}{what}: {}",
+                super::error_chain(e)
+            ))
         }
         SdkError::ConstructionFailure(_) => Failure {
             err: ProviderError::InvalidConfig {
                 message: format!(
                     "AWS {region}: building the request failed{what}: {}",
-                    chain(e)
+                    super::error_chain(e)
                 ),
             },
             code: None,
@@ -1191,24 +1197,6 @@ fn find_source<'a, T: std::error::Error + 'static>(
         cur = c.source();
     }
     None
-}
-
-/// An error and its sources on one line (transport and credential errors only: no bodies).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = c.source();
-    }
-    let mut out = parts.join(": ");
-    if out.len() > 400 {
-        out = out.chars().take(400).collect();
-    }
-    out
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -327,6 +327,25 @@ pub fn check_endpoint(url: &str, allow_insecure: bool) -> Result<(), ProviderErr
     }
 }
 
+/// An error and its sources on one line, at most 400 characters: for transport and credential errors
+/// only (never a response body), so that "error sending request" says why (e.g. an unknown issuer).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = c.source();
+    }
+    let mut out = parts.join(": ");
+    if out.len() > 400 {
+        out = out.chars().take(400).collect();
+    }
+    out
+}
+
 #[cfg(test)]
 mod endpoint_tests {
     use super::check_endpoint;

@@ -529,8 +529,11 @@ impl VaultProvider {
             } else {
                 "request failed"
             };
-            // reqwest errors carry the URL (no values) and the cause.
-            self.transient(&format!("{kind} for /v1/{api_path}"), e.without_url())
+            // reqwest errors carry the URL (no values) and the causes (TLS, DNS, refused).
+            self.transient(
+                &format!("{kind} for /v1/{api_path}"),
+                super::error_chain(&e.without_url()),
+            )
         })?;
         let status = resp.status();
         let retry_after = resp

@@ -160,7 +160,14 @@ impl HttpClient for ReqwestTransport {
                 "request failed"
             };
             // The URL (no values, no tokens) names the call; the cause says why.
-            Error::with_message(kind, format!("{what}: {} {}", url.path(), e.without_url()))
+            Error::with_message(
+                kind,
+                format!(
+                    "{what}: {} {}",
+                    url.path(),
+                    crate::providers::error_chain(&e.without_url())
+                ),
+            )
         })?;
         let status = StatusCode::from(resp.status().as_u16());
         let mut headers: HashMap<HeaderName, HeaderValue> = HashMap::new();
