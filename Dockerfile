@@ -49,7 +49,7 @@ RUN --mount=type=cache,id=cargo-registry,target=/usr/local/cargo/registry \
     --mount=type=cache,id=secretsync-target-$TARGETARCH,target=/src/target \
     source /cross-env \
  && target=$(cat /rust-target) \
- && RUSTFLAGS='-C target-feature=+crt-static' \
+ && RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"' \
     cargo build --release --locked --target "$target" -p secretsync --bin secretsync \
  && install -D -m 0755 "target/$target/release/secretsync" /out/secretsync
 

@@ -38,7 +38,10 @@ if [ -n "${SECRETSYNC_BINARY:-}" ]; then
   log "using the prebuilt binary $BIN"
 else
   log "building the static release binary for $RUST_TARGET (cold: about 10 minutes on 2 cores)"
-  RUSTFLAGS='-C target-feature=+crt-static' \
+  # getrandom_backend: randomness from the getrandom system call. A static glibc binary cannot look up
+  # libc's getrandom() with dlsym, so getrandom would fall back to /dev/urandom, and the binary would
+  # panic wherever /dev is missing (found by tests/image_chroot.rs).
+  RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"' \
     "$CARGO" build --release --target "$RUST_TARGET" -p secretsync --bin secretsync
   BIN=target/$RUST_TARGET/release/secretsync
 fi
