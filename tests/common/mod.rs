@@ -236,6 +236,13 @@ impl Env {
         self.spawn_operator(Some(&self.ns), extra, envs).await
     }
 
+    /// Starts the operator for this namespace from an image's root filesystem: `/secretsync` of
+    /// `root`, in a chroot, as the image's user 65532 (`chroot --userspec`), with its kubeconfig
+    /// copied into `root`.
+    pub async fn operator_in_image(&self, root: &Path, extra: &[&str]) -> Operator {
+        self.spawn(Some(&self.ns), extra, &[], Some(root)).await
+    }
+
     /// Starts the operator watching every namespace (the chart's cluster scope), with extra flags.
     pub async fn operator_cluster_wide(&self, extra: &[&str]) -> Operator {
         assert!(
@@ -250,6 +257,16 @@ impl Env {
         namespace: Option<&str>,
         extra: &[&str],
         envs: &[(&str, &str)],
+    ) -> Operator {
+        self.spawn(namespace, extra, envs, None).await
+    }
+
+    async fn spawn(
+        &self,
+        namespace: Option<&str>,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        image_root: Option<&Path>,
     ) -> Operator {
         let log = self
             .dir
@@ -299,7 +316,25 @@ impl Env {
             args.extend_from_slice(&["--leader-elect-lease-name", LEASE_NAME]);
         }
         args.extend_from_slice(extra);
-        let child = Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        let (mut command, kubeconfig) = match image_root {
+            None => (
+                Command::new(env!("CARGO_BIN_EXE_secretsync")),
+                kubeconfig.display().to_string(),
+            ),
+            Some(root) => {
+                let name = format!("kubeconfig-{}", rand::random::<u32>());
+                std::fs::copy(&kubeconfig, root.join(&name)).expect("kubeconfig into the image");
+                std::fs::set_permissions(
+                    root.join(&name),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o644),
+                )
+                .expect("chmod kubeconfig");
+                let mut c = Command::new("chroot");
+                c.arg("--userspec=65532:65532").arg(root).arg("/secretsync");
+                (c, format!("/{name}"))
+            }
+        };
+        let child = command
             .args(&args)
             .env("KUBECONFIG", &kubeconfig)
             .envs(envs.iter().copied())
