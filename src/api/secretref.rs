@@ -237,7 +237,6 @@ pub struct Template {
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.minLength) || !has(self.maxLength) || self.minLength <= self.maxLength").message("minLength must not exceed maxLength"))]
-#[x_kube(validation = Rule::new("!has(self.requiredProperties) || size(self.requiredProperties) == 0 || !has(self.type) || self.type == 'json'").message("requiredProperties needs type json (or no type)"))]
 pub struct ValueValidation {
     /// What the value must be: `string` (valid UTF-8), `json` (a JSON document), `base64` (standard
     /// alphabet with padding; ASCII whitespace is ignored), `pem-certificate` (one or more PEM
@@ -261,7 +260,7 @@ pub struct ValueValidation {
     #[schemars(length(min = 1, max = 1024))]
     pub pattern: Option<String>,
     /// Top-level property names the value must have: the value must be a JSON object (implies
-    /// `type: json`).
+    /// `type: json`; another `type` is refused as `InvalidSpec`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub required_properties: Vec<String>,
