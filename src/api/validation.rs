@@ -388,4 +388,38 @@ mod tests {
             vec!["spec.refreshInterval", "spec.data[1].secretKey"]
         );
     }
+
+    #[test]
+    fn validate_blocks_are_checked() {
+        use crate::api::{Template, ValueType, ValueValidation};
+        let mut spec = spec_with_key("a");
+        spec.data[0].validate = Some(ValueValidation {
+            type_: Some(ValueType::Base64),
+            min_length: Some(9),
+            max_length: Some(3),
+            pattern: Some("([a-z]".into()),
+            required_properties: vec!["x".into()],
+        });
+        spec.target = Some(Box::new(Target {
+            template: Some(Template {
+                data: [("out".to_string(), "{{ a }}".to_string())].into(),
+                merge_policy: None,
+                validate: [("other".to_string(), ValueValidation::default())].into(),
+            }),
+            ..Default::default()
+        }));
+        let errs = validate_secretref(&spec);
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.data[0].validate.minLength",
+                "spec.data[0].validate.pattern",
+                "spec.data[0].validate.requiredProperties",
+                "spec.target.template.validate.other",
+            ]
+        );
+        assert!(errs[1].message.contains("RE2"), "{}", errs[1].message);
+        assert!(!errs[1].message.contains('\n'), "{}", errs[1].message);
+    }
 }
