@@ -693,6 +693,25 @@ async fn invalid_values_are_never_written_and_certificates_expire() {
     })
     .await;
 
+    // The schema's CEL rules refuse what cannot work: minLength over maxLength, validate on a key
+    // the template does not produce. A real API server only: the emulator evaluates no CEL (the
+    // controller and `check` refuse both as InvalidSpec anyway).
+    let cel = [
+        json!({"storeRef": {"name": "files"}, "data": [{"secretKey": "a", "remoteRef": {"key": "cfg"}, "validate": {"minLength": 5, "maxLength": 1}}]}),
+        json!({"storeRef": {"name": "files"}, "target": {"template": {"data": {"a": "x"}, "validate": {"b": {"type": "json"}}}}}),
+    ];
+    for (i, spec) in cel.into_iter().enumerate().filter(|_| env.is_real()) {
+        let obj: secretsync::api::SecretRef = serde_json::from_value(json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretRef", "metadata": {"name": format!("cel-{i}")}, "spec": spec})).unwrap();
+        let e = srefs
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, kube::Error::Api(s) if s.code == 422),
+            "cel-{i}: {e}"
+        );
+    }
+
     // Refusals are audited as denials, without values.
     drop(op);
     let text = std::fs::read_to_string(&audit).unwrap();
