@@ -576,6 +576,8 @@ fn render_is_all_or_nothing() {
     assert!(stdout(&out).is_empty(), "{out:?}");
     let err = stderr(&out);
     assert!(err.contains("SecretRef/demo/missing-key: spec.data[0].remoteRef.key: remote key \"/demo/missing\" not found [RemoteKeyNotFound]"), "{err}");
+    // A value that fails its validate block is refused by render too, naming key and rule.
+    assert!(err.contains("SecretRef/demo/invalid-value: spec.data[0].validate: Secret key \"password\" fails validate.minLength 32: the value has 21 bytes [InvalidValue]"), "{err}");
     assert!(err.contains("nothing was printed"), "{err}");
     assert_no_leak(&out);
 }
