@@ -119,7 +119,7 @@ soak: test-deps
 ## land in fuzz/artifacts/<target>/; copy a reproducer to fuzz/corpus/<target>/seed-regress-<name> so that
 ## `fuzz/entry/tests/fuzz_corpus.rs` replays it in `make test`.
 FUZZ_SECS_PER_TARGET ?= 60
-FUZZ_TARGETS ?= property_path template file_store manifests duration desired_secret payload_vault payload_aws payload_azure
+FUZZ_TARGETS ?= property_path template file_store manifests duration desired_secret validate payload_vault payload_aws payload_azure
 fuzz:
 	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	for t in $(FUZZ_TARGETS); do \

@@ -15,4 +15,5 @@ pub mod providers;
 pub mod server;
 pub mod stores;
 pub mod telemetry;
+pub mod validate;
 pub mod value;

@@ -29,6 +29,7 @@ fn item(key: &str, remote: &str, prop: Option<&str>) -> DataItem {
             property: prop.map(Into::into),
             version: None,
         },
+        validate: None,
     }
 }
 
@@ -119,6 +120,7 @@ fn binary_and_non_utf8_values_are_kept_exactly_or_refused_clearly() {
         template: Some(Template {
             data: [("out".to_string(), "{{ blob }}".to_string())].into(),
             merge_policy: None,
+            validate: Default::default(),
         }),
         ..Default::default()
     }));

@@ -167,11 +167,12 @@ fn broken_set_names_every_problem() {
         r#"SecretRef/demo/ambient: spec.storeRef: store "borrowed-identity": aws without auth uses the controller's own AWS identity (the SDK default chain), which only a ClusterSecretStore (or a SecretStore in the controller's namespace) may use; set auth.jwt.serviceAccountRef (a service account of this namespace exchanged for a role) or auth.secretRef [InvalidStoreConfig]
 SecretRef/demo/bad-fields: spec.refreshInterval: "1 day" is not a duration (use e.g. 1h, 15m, 90s, 1h30m) [InvalidSpec]
 SecretRef/demo/bad-fields: spec.data[0].secretKey: "a b" is not a valid Secret key (letters, digits, '-', '_', '.') [InvalidSpec]
+SecretRef/demo/invalid-value: spec.data[0].validate: Secret key "password" fails validate.minLength 32: the value has 21 bytes [InvalidValue]
 SecretRef/demo/missing-key: spec.data[0].remoteRef.key: remote key "/demo/missing" not found [RemoteKeyNotFound]
 SecretRef/demo/outside-prefix: spec.data[0].remoteRef.key: ClusterSecretStore "shared" does not allow namespace "demo" to read remote key "/prod/db" [KeyNotAllowed]
 SecretRef/demo/unknown-store: spec.storeRef: SecretStore "nope" not found in namespace "demo" [StoreNotFound]
 SecretRef/other/other-ns: spec.storeRef: ClusterSecretStore "shared" does not admit namespace "other" [NamespaceNotAllowed]
-FAIL: 6 of 6 SecretRef(s) have problems, 0 invalid store(s), 0 other object(s) ignored
+FAIL: 7 of 7 SecretRef(s) have problems, 0 invalid store(s), 0 other object(s) ignored
 "#
     );
     assert_no_leak(&out);
@@ -212,6 +213,10 @@ FAIL: 6 of 6 SecretRef(s) have problems, 0 invalid store(s), 0 other object(s) i
             "InvalidSpec spec.refreshInterval",
             "InvalidSpec spec.data[0].secretKey"
         ])
+    );
+    assert_eq!(
+        reasons["invalid-value"],
+        expect(&["InvalidValue spec.data[0].validate"])
     );
     assert_eq!(
         reasons["missing-key"],
@@ -571,6 +576,8 @@ fn render_is_all_or_nothing() {
     assert!(stdout(&out).is_empty(), "{out:?}");
     let err = stderr(&out);
     assert!(err.contains("SecretRef/demo/missing-key: spec.data[0].remoteRef.key: remote key \"/demo/missing\" not found [RemoteKeyNotFound]"), "{err}");
+    // A value that fails its validate block is refused by render too, naming key and rule.
+    assert!(err.contains("SecretRef/demo/invalid-value: spec.data[0].validate: Secret key \"password\" fails validate.minLength 32: the value has 21 bytes [InvalidValue]"), "{err}");
     assert!(err.contains("nothing was printed"), "{err}");
     assert_no_leak(&out);
 }

@@ -521,3 +521,210 @@ async fn refresh_cli_forces_a_sync_through_the_kubeconfig() {
     assert!(!out.status.success());
     env.cleanup().await;
 }
+
+/// A self-signed CA and a leaf it signs (ECDSA P-256), the leaf valid for `days` more days.
+struct TestTls {
+    chain: String,
+    key: String,
+}
+
+fn tls_pair(days: i64) -> TestTls {
+    use chrono::Datelike;
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "Test CA");
+    ca.distinguished_name = dn;
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["app.test.invalid".to_string()]).unwrap();
+    let t = chrono::Utc::now() + chrono::Duration::days(days);
+    leaf.not_after = rcgen::date_time_ymd(t.year(), t.month() as u8, t.day() as u8);
+    let issuer = rcgen::Issuer::new(ca, &ca_key);
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    TestTls {
+        chain: format!("{}{}", cert.pem(), ca_pem),
+        key: key.serialize_pem(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_values_are_never_written_and_certificates_expire() {
+    use secretsync::providers::file::{Keyring, MasterKey, Store};
+    use secretsync::value::SecretBytes;
+    let env = Env::start("validate").await;
+    let audit = env.dir.path().join("audit.jsonl");
+    let audit_s = audit.to_string_lossy().to_string();
+    let op = env.operator(&["--audit-file", &audit_s]).await;
+    let key = MasterKey::generate();
+    let ring = Keyring::single(key.clone());
+    let mut store = Store::init(&ring).unwrap();
+    let good = tls_pair(3650);
+    let other = tls_pair(3650);
+    let soon = tls_pair(10);
+    let config = format!(r#"{{"user":"u","password":"{}"}}"#, common::SENTINEL);
+    for (name, value) in [
+        ("cfg", config.as_str()),
+        ("crt", good.chain.as_str()),
+        ("wrong-key", other.key.as_str()),
+        ("soon-crt", soon.chain.as_str()),
+        ("soon-key", soon.key.as_str()),
+    ] {
+        store
+            .put(name, &SecretBytes::from(value), None, None)
+            .unwrap();
+    }
+    let cms: Api<ConfigMap> = env.api();
+    let doc = |s: &Store| String::from_utf8(s.to_bytes().unwrap()).unwrap();
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "files"}, "data": {"store.json": doc(&store)}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    env.apply::<k8s_openapi::api::core::v1::Secret>("mk", json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mk"}, "stringData": {key.id(): key.to_text().as_str()}})).await;
+    env.apply::<secretsync::api::SecretStore>(
+        "files",
+        json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretStore", "metadata": {"name": "files"},
+               "spec": {"provider": {"file": {"configMapRef": {"name": "files", "key": "store.json"}, "masterKeySecretRef": {"name": "mk"}}}}}),
+    )
+    .await;
+
+    // (a) Valid JSON, then a rotation to truncated JSON: refused, the old data stays.
+    env.secretref(
+        "cfg",
+        json!({"storeRef": {"name": "files"}, "refreshInterval": "1h", "data": [
+        {"secretKey": "config.json", "remoteRef": {"key": "cfg"},
+         "validate": {"type": "json", "requiredProperties": ["password"], "maxLength": 4096}}]}),
+    )
+    .await;
+    env.wait_ready("cfg", "True", "Synced").await;
+    let truncated = &config[..config.len() - 5];
+    store
+        .put("cfg", &SecretBytes::from(truncated), None, None)
+        .unwrap();
+    cms.patch(
+        "files",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"store.json": doc(&store)}})),
+    )
+    .await
+    .unwrap();
+    let srefs: Api<secretsync::api::SecretRef> = env.api();
+    srefs
+        .patch(
+            "cfg",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"secretsync.io/force-sync": "1"}}})),
+        )
+        .await
+        .unwrap();
+    let (_, _, message) = env.wait_ready("cfg", "False", "InvalidValue").await;
+    assert!(
+        message.contains("config.json") && message.contains("validate.type json"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("password") && !message.contains("SENTINEL"),
+        "{message}"
+    );
+    assert_eq!(
+        decoded(&env.secret("cfg").await.unwrap())["config.json"],
+        config,
+        "the last good data stays"
+    );
+    eventually(Duration::from_secs(10), "a Warning event", || async {
+        (env.count_events("cfg", "SyncFailed").await >= 1).then_some(())
+    })
+    .await;
+
+    // (b) A TLS Secret whose key is not the certificate's: never written.
+    env.secretref(
+        "tls",
+        json!({"storeRef": {"name": "files"}, "target": {"type": "kubernetes.io/tls"}, "data": [
+        {"secretKey": "tls.crt", "remoteRef": {"key": "crt"}},
+        {"secretKey": "tls.key", "remoteRef": {"key": "wrong-key"}}]}),
+    )
+    .await;
+    let (_, _, message) = env.wait_ready("tls", "False", "InvalidValue").await;
+    assert!(
+        message.contains("tls.key") && message.contains("kubernetes.io/tls"),
+        "{message}"
+    );
+    assert!(
+        env.secret("tls").await.is_none(),
+        "an invalid Secret was written"
+    );
+
+    // (c) A certificate that expires within warnBefore: Expiring, and its facts in status.
+    env.secretref(
+        "soon",
+        json!({"storeRef": {"name": "files"}, "target": {"type": "kubernetes.io/tls"},
+        "expiry": {"warnBefore": "720h"}, "data": [
+        {"secretKey": "tls.crt", "remoteRef": {"key": "soon-crt"}},
+        {"secretKey": "tls.key", "remoteRef": {"key": "soon-key"}}]}),
+    )
+    .await;
+    env.wait_ready("soon", "True", "Synced").await;
+    let st = env.sref("soon").await.unwrap().status.unwrap();
+    let facts = st
+        .synced_keys
+        .iter()
+        .find(|k| k.secret_key == "tls.crt")
+        .and_then(|k| k.certificate.clone())
+        .expect("certificate facts");
+    assert_eq!(facts.sans, ["DNS:app.test.invalid"]);
+    assert_eq!(facts.count, 2);
+    assert_eq!(st.expires_at, Some(facts.not_after));
+    assert!(
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Expiring" && c.status == "True"),
+        "{:?}",
+        st.conditions
+    );
+    eventually(Duration::from_secs(10), "Expiring event", || async {
+        (env.count_events("soon", "Expiring").await == 1).then_some(())
+    })
+    .await;
+
+    // The schema's CEL rules refuse what cannot work: minLength over maxLength, validate on a key
+    // the template does not produce. A real API server only: the emulator evaluates no CEL (the
+    // controller and `check` refuse both as InvalidSpec anyway).
+    let cel = [
+        json!({"storeRef": {"name": "files"}, "data": [{"secretKey": "a", "remoteRef": {"key": "cfg"}, "validate": {"minLength": 5, "maxLength": 1}}]}),
+        json!({"storeRef": {"name": "files"}, "target": {"template": {"data": {"a": "x"}, "validate": {"b": {"type": "json"}}}}}),
+    ];
+    for (i, spec) in cel.into_iter().enumerate().filter(|_| env.is_real()) {
+        let obj: secretsync::api::SecretRef = serde_json::from_value(json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretRef", "metadata": {"name": format!("cel-{i}")}, "spec": spec})).unwrap();
+        let e = srefs
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, kube::Error::Api(s) if s.code == 422),
+            "cel-{i}: {e}"
+        );
+    }
+
+    // Refusals are audited as denials, without values.
+    drop(op);
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        !text.contains(common::SENTINEL),
+        "a value reached the audit trail"
+    );
+    assert!(
+        text.lines()
+            .filter(|l| l.contains(r#""action":"deny""#) && l.contains("InvalidValue"))
+            .count()
+            >= 2,
+        "{text}"
+    );
+    env.cleanup().await;
+}

@@ -199,6 +199,7 @@ fn spec_of(s: &Shape) -> SecretRefSpec {
                     property: prop.then(|| "p".to_string()),
                     version: None,
                 },
+                validate: None,
             })
             .collect(),
         data_from: s

@@ -64,6 +64,9 @@ reasons! {
     SecretTooLarge,
     /// A Secret key would be empty.
     EmptyValue,
+    /// A value fails its `validate` checks or its Secret type's built-in rules (the condition names
+    /// the key and the rule, never the value).
+    InvalidValue,
     /// A remote name or property does not make a valid Secret key.
     InvalidSecretKey,
     /// A template failed to render.

@@ -213,6 +213,7 @@ pub enum DriftPolicy {
 /// Templates rendered over the fetched values.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.validate) || self.validate.all(k, has(self.data) && k in self.data)").message("every key of validate must be a key of data"))]
 pub struct Template {
     /// Secret key → minijinja (Jinja2) template. Variables are the fetched Secret keys (e.g.
     /// `{{ password }}`) and `data` (all of them as a map); filters are pure (`urlencode`, `b64encode`,
@@ -223,6 +224,81 @@ pub struct Template {
     /// to the fetched keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge_policy: Option<TemplateMergePolicy>,
+    /// Templated Secret key (a key of `data`) → checks its rendered value must pass before the Secret
+    /// is written. A value that fails is never written: the Secret keeps its last good data and
+    /// `Ready` turns `False` with reason `InvalidValue`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub validate: BTreeMap<String, ValueValidation>,
+}
+
+/// Checks a value must pass before it is written (all that are set must pass). A value that fails
+/// is never written: the Secret keeps its last good data and `Ready` turns `False` with reason
+/// `InvalidValue`, naming the key and the rule, never the value.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.minLength) || !has(self.maxLength) || self.minLength <= self.maxLength").message("minLength must not exceed maxLength"))]
+pub struct ValueValidation {
+    /// What the value must be: `string` (valid UTF-8), `json` (a JSON document), `base64` (standard
+    /// alphabet with padding; ASCII whitespace is ignored), `pem-certificate` (one or more PEM
+    /// `CERTIFICATE` blocks forming a chain, leaf first, each certificate issued by the next),
+    /// `pem-private-key` (one PEM private key: PKCS#8 `PRIVATE KEY`, PKCS#1 `RSA PRIVATE KEY` or
+    /// SEC1 `EC PRIVATE KEY`), `pem-bundle` (one or more PEM certificates in any order, e.g. CA
+    /// bundles).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<ValueType>,
+    /// The fewest bytes the value may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1048576))]
+    pub min_length: Option<u32>,
+    /// The most bytes the value may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1048576))]
+    pub max_length: Option<u32>,
+    /// A regular expression (RE2 syntax, Rust `regex` crate) the whole value must match: it is
+    /// anchored at both ends (`abc` means `^(?:abc)$`), over the value's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub pattern: Option<String>,
+    /// Top-level property names the value must have: the value must be a JSON object (implies
+    /// `type: json`; another `type` is refused as `InvalidSpec`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub required_properties: Vec<String>,
+}
+
+/// What a value must be (`validate.type`).
+#[derive(
+    schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValueType {
+    /// Valid UTF-8 text.
+    #[default]
+    String,
+    /// A JSON document.
+    Json,
+    /// Base64 (standard alphabet, padded; ASCII whitespace ignored).
+    Base64,
+    /// One or more PEM certificates forming a chain, leaf first.
+    PemCertificate,
+    /// One PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    PemPrivateKey,
+    /// One or more PEM certificates in any order.
+    PemBundle,
+}
+
+impl ValueType {
+    /// The type as written in the spec.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Json => "json",
+            Self::Base64 => "base64",
+            Self::PemCertificate => "pem-certificate",
+            Self::PemPrivateKey => "pem-private-key",
+            Self::PemBundle => "pem-bundle",
+        }
+    }
 }
 
 /// How templated keys combine with fetched keys.
@@ -246,6 +322,9 @@ pub struct DataItem {
     pub secret_key: String,
     /// Where the value comes from.
     pub remote_ref: RemoteRefSpec,
+    /// Checks the value must pass before it is written (see `ValueValidation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<ValueValidation>,
 }
 
 /// A remote value.
@@ -428,4 +507,25 @@ pub struct SyncedKey {
     pub version: Option<String>,
     /// Keyed HMAC-SHA256 of the value (hex); never the value.
     pub hmac: String,
+    /// Public facts of the certificate(s) the key holds, for keys validated as `pem-certificate` or
+    /// `pem-bundle` and the `tls.crt` of `kubernetes.io/tls` Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateFacts>,
+}
+
+/// Public facts of the certificates in one Secret key (never key material).
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateFacts {
+    /// The first certificate's subject (the leaf of a chain), as an RFC 4514 string (cut at 256
+    /// characters).
+    pub subject: String,
+    /// The first certificate's subject alternative names (DNS names, IP addresses, e-mail
+    /// addresses, URIs; at most the first 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sans: Vec<String>,
+    /// The earliest `notAfter` of the certificates in the key (also feeds `status.expiresAt`).
+    pub not_after: Time,
+    /// How many certificates the key holds.
+    pub count: u32,
 }

@@ -62,6 +62,33 @@ pub fn name_regexp(pattern: &str) -> Result<regex::Regex, String> {
         .map_err(|e| format!("find.name.regexp: {e}"))
 }
 
+/// Compiles a `validate.pattern`: anchored at both ends (the whole value must match), over bytes,
+/// bounded in size like [`name_regexp`].
+pub fn value_pattern(pattern: &str) -> Result<regex::bytes::Regex, String> {
+    let build = |p: &str| {
+        regex::bytes::RegexBuilder::new(p)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| match e {
+                // The parser's message spans lines (the pattern, a caret, the error): keep the error.
+                regex::Error::Syntax(s) => format!(
+                    "not a valid regular expression (RE2 syntax): {}",
+                    s.lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .map(|l| l.trim().trim_start_matches("error: "))
+                        .unwrap_or("syntax error")
+                ),
+                regex::Error::CompiledTooBig(_) => {
+                    "the regular expression is too large".to_string()
+                }
+                _ => "not a valid regular expression".to_string(),
+            })
+    };
+    build(pattern)?;
+    build(&format!(r"\A(?:{pattern})\z"))
+}
+
 /// Checks that the template of Secret key `key` parses. Filters are resolved when it renders, so
 /// parsing needs no environment beyond the default syntax.
 pub fn template(key: &str, source: &str) -> Result<(), String> {

@@ -6,7 +6,10 @@
 
 use std::collections::BTreeSet;
 
-use super::{CreationPolicy, DataFrom, DeletionPolicy, ProviderSpec, SecretRefSpec, duration};
+use super::{
+    CreationPolicy, DataFrom, DeletionPolicy, ProviderSpec, SecretRefSpec, ValueType,
+    ValueValidation, duration,
+};
 
 /// One problem with a spec: the field path (as in `kubectl explain`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +104,9 @@ pub fn validate_secretref(spec: &SecretRefSpec) -> Vec<FieldError> {
         {
             push(format!("spec.data[{i}].remoteRef.property"), e.to_string());
         }
+        if let Some(v) = &item.validate {
+            validate_value_checks(&format!("spec.data[{i}].validate"), v, &mut push);
+        }
     }
     for (i, df) in spec.data_from.iter().enumerate() {
         validate_data_from(i, df, &mut errs);
@@ -153,9 +159,50 @@ pub fn validate_secretref(spec: &SecretRefSpec) -> Vec<FieldError> {
                     });
                 }
             }
+            for (key, v) in &tpl.validate {
+                let field = format!("spec.target.template.validate.{key}");
+                if !tpl.data.contains_key(key) {
+                    errs.push(FieldError {
+                        field: field.clone(),
+                        message: format!("{key:?} is not a key of spec.target.template.data"),
+                    });
+                }
+                validate_value_checks(&field, v, &mut |field, message| {
+                    errs.push(FieldError { field, message })
+                });
+            }
         }
     }
     errs
+}
+
+/// The rules of one `validate` block at `field`.
+fn validate_value_checks(field: &str, v: &ValueValidation, push: &mut impl FnMut(String, String)) {
+    if let (Some(min), Some(max)) = (v.min_length, v.max_length)
+        && min > max
+    {
+        push(
+            format!("{field}.minLength"),
+            format!("minLength {min} exceeds maxLength {max}"),
+        );
+    }
+    if let Some(p) = &v.pattern
+        && let Err(e) = crate::api::syntax::value_pattern(p)
+    {
+        push(format!("{field}.pattern"), e);
+    }
+    if !v.required_properties.is_empty() && v.type_.is_some_and(|t| t != ValueType::Json) {
+        push(
+            format!("{field}.requiredProperties"),
+            "requiredProperties needs type json (or no type)".into(),
+        );
+    }
+    if v.required_properties.iter().any(String::is_empty) {
+        push(
+            format!("{field}.requiredProperties"),
+            "property names must not be empty".into(),
+        );
+    }
 }
 
 fn validate_data_from(i: usize, df: &DataFrom, errs: &mut Vec<FieldError>) {
@@ -265,6 +312,7 @@ mod tests {
                     key: "k".into(),
                     ..Default::default()
                 },
+                validate: None,
             }],
             ..Default::default()
         }
@@ -339,5 +387,39 @@ mod tests {
             fields,
             vec!["spec.refreshInterval", "spec.data[1].secretKey"]
         );
+    }
+
+    #[test]
+    fn validate_blocks_are_checked() {
+        use crate::api::{Template, ValueType, ValueValidation};
+        let mut spec = spec_with_key("a");
+        spec.data[0].validate = Some(ValueValidation {
+            type_: Some(ValueType::Base64),
+            min_length: Some(9),
+            max_length: Some(3),
+            pattern: Some("([a-z]".into()),
+            required_properties: vec!["x".into()],
+        });
+        spec.target = Some(Box::new(Target {
+            template: Some(Template {
+                data: [("out".to_string(), "{{ a }}".to_string())].into(),
+                merge_policy: None,
+                validate: [("other".to_string(), ValueValidation::default())].into(),
+            }),
+            ..Default::default()
+        }));
+        let errs = validate_secretref(&spec);
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.data[0].validate.minLength",
+                "spec.data[0].validate.pattern",
+                "spec.data[0].validate.requiredProperties",
+                "spec.target.template.validate.other",
+            ]
+        );
+        assert!(errs[1].message.contains("RE2"), "{}", errs[1].message);
+        assert!(!errs[1].message.contains('\n'), "{}", errs[1].message);
     }
 }

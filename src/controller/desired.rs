@@ -12,6 +12,7 @@ use super::{property, template};
 use crate::api::{self, Reason, SecretRefSpec, SyncedKey, TemplateMergePolicy, validation};
 use crate::audit::HmacKey;
 use crate::providers::{FetchedSecret, FindQuery, RemoteRef};
+use crate::validate::{self, CertInfo, ValidateError};
 use crate::value::SecretBytes;
 
 /// What a SecretRef needs read.
@@ -134,6 +135,18 @@ pub fn key_for_found_name(name: &str) -> String {
         .collect()
 }
 
+/// A value that fails validation, as a build error at `field` (a bad pattern is the spec's fault).
+fn invalid_value(field: String, e: ValidateError) -> BuildError {
+    match &e {
+        ValidateError::Invalid { .. } => err(Reason::InvalidValue, field, e.to_string()),
+        ValidateError::Pattern { .. } => err(
+            Reason::InvalidSpec,
+            format!("{field}.pattern"),
+            e.to_string(),
+        ),
+    }
+}
+
 struct Entry {
     value: SecretBytes,
     remote_key: Option<String>,
@@ -151,6 +164,8 @@ pub fn build(
         return Err(err(Reason::InvalidSpec, first.field, first.message));
     }
     let mut data: BTreeMap<String, Entry> = BTreeMap::new();
+    // Certificate facts per Secret key (from `validate` and the built-in rules).
+    let mut certs: BTreeMap<String, CertInfo> = BTreeMap::new();
     let mut expires: Option<DateTime<Utc>> = None;
     let mut note_expiry = |f: &FetchedSecret| {
         if let Some(e) = f.meta.expires {
@@ -286,6 +301,14 @@ pub fn build(
             })?,
             None => fetched.value.clone(),
         };
+        if let Some(v) = &item.validate {
+            let facts = validate::check(&item.secret_key, &value, v)
+                .map_err(|e| invalid_value(format!("spec.data[{i}].validate"), e))?;
+            match facts {
+                Some(f) => certs.insert(item.secret_key.clone(), f),
+                None => certs.remove(&item.secret_key),
+            };
+        }
         data.insert(
             item.secret_key.clone(),
             Entry {
@@ -306,6 +329,20 @@ pub fn build(
             .map_err(|m| err(Reason::TemplateFailed, "spec.target.template", m))?;
         if tpl.merge_policy.unwrap_or_default() == TemplateMergePolicy::Replace {
             data.clear();
+        }
+        for (k, v) in &tpl.validate {
+            let field = format!("spec.target.template.validate.{k}");
+            let value = rendered.get(k).ok_or_else(|| {
+                err(
+                    Reason::InvalidSpec,
+                    &field,
+                    format!("{k:?} is not a key of spec.target.template.data"),
+                )
+            })?;
+            match validate::check(k, value, v).map_err(|e| invalid_value(field, e))? {
+                Some(f) => certs.insert(k.clone(), f),
+                None => certs.remove(k),
+            };
         }
         for (k, v) in rendered {
             data.insert(
@@ -345,13 +382,40 @@ pub fn build(
         ));
     }
 
-    let synced_keys: Vec<SyncedKey> = data
+    let type_ = target.type_.clone().unwrap_or_else(|| "Opaque".into());
+    let mut entries: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
+    let values: BTreeMap<String, SecretBytes> = data
+        .into_iter()
+        .map(|(k, e)| {
+            entries.insert(k.clone(), (e.remote_key, e.version));
+            (k, e.value)
+        })
+        .collect();
+    certs.extend(
+        validate::builtin(&type_, &values)
+            .map_err(|e| invalid_value("spec.target.type".into(), e))?,
+    );
+    // Only keys the Secret holds: a key consumed by a template is not there.
+    certs.retain(|k, _| values.contains_key(k));
+    for c in certs.values() {
+        expires = Some(expires.map_or(c.not_after, |x: DateTime<Utc>| x.min(c.not_after)));
+    }
+    let synced_keys: Vec<SyncedKey> = values
         .iter()
-        .map(|(k, e)| SyncedKey {
-            secret_key: k.clone(),
-            remote_key: e.remote_key.clone(),
-            version: e.version.clone(),
-            hmac: hmac.key_hmac(k, &e.value),
+        .map(|(k, v)| {
+            let (remote_key, version) = entries.remove(k).unwrap_or_default();
+            SyncedKey {
+                secret_key: k.clone(),
+                remote_key,
+                version,
+                hmac: hmac.key_hmac(k, v),
+                certificate: certs.get(k).map(|c| api::CertificateFacts {
+                    subject: c.subject.clone(),
+                    sans: c.sans.clone(),
+                    not_after: api::time(c.not_after),
+                    count: c.count,
+                }),
+            }
         })
         .collect();
     let data_hmac = hmac.data_hmac_from_keys(
@@ -361,8 +425,8 @@ pub fn build(
     );
     Ok(DesiredSecret {
         name: target.name.clone().unwrap_or_else(|| sref_name.to_string()),
-        type_: target.type_.clone().unwrap_or_else(|| "Opaque".into()),
-        data: data.into_iter().map(|(k, e)| (k, e.value)).collect(),
+        type_,
+        data: values,
         labels: target.labels.clone(),
         annotations: target.annotations.clone(),
         immutable: target.immutable.unwrap_or(false),
@@ -404,6 +468,7 @@ mod tests {
                 property: prop.map(Into::into),
                 version: None,
             },
+            validate: None,
         }
     }
 
@@ -484,6 +549,7 @@ mod tests {
                 )]
                 .into(),
                 merge_policy: None,
+                validate: BTreeMap::new(),
             }),
             ..Default::default()
         }));
@@ -586,5 +652,105 @@ mod tests {
         let d3 = build("x", &s, &answers(&[("/a", "2", "2")]), &key()).unwrap();
         assert_eq!(d1.data_hmac, d2.data_hmac);
         assert_ne!(d1.data_hmac, d3.data_hmac);
+    }
+
+    #[test]
+    fn invalid_values_are_refused_naming_key_and_rule() {
+        let mut s = spec(vec![item("cfg", "/cfg", None)]);
+        s.data[0].validate = Some(api::ValueValidation {
+            type_: Some(api::ValueType::Json),
+            ..Default::default()
+        });
+        assert!(build("x", &s, &answers(&[("/cfg", r#"{"a":1}"#, "1")]), &key()).is_ok());
+        let e = build(
+            "x",
+            &s,
+            &answers(&[("/cfg", r#"{"secret-sentinel":"#, "2")]),
+            &key(),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidValue);
+        assert_eq!(e.field, "spec.data[0].validate");
+        assert!(e.message.contains("\"cfg\"") && e.message.contains("validate.type json"));
+        assert!(!e.message.contains("sentinel"), "{}", e.message);
+        // A pattern that does not compile is the spec's fault.
+        s.data[0].validate = Some(api::ValueValidation {
+            pattern: Some("(".into()),
+            ..Default::default()
+        });
+        let e = build("x", &s, &answers(&[("/cfg", "x", "1")]), &key()).unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidSpec);
+        assert_eq!(e.field, "spec.data[0].validate.pattern");
+    }
+
+    #[test]
+    fn template_outputs_and_secret_types_are_validated() {
+        let mut s = spec(vec![item("user", "/u", None)]);
+        s.target = Some(Box::new(Target {
+            type_: Some("kubernetes.io/dockerconfigjson".into()),
+            template: Some(Template {
+                data: [(
+                    ".dockerconfigjson".to_string(),
+                    r#"{"auths":{"r":{"username":"{{ user }}"}}}"#.to_string(),
+                )]
+                .into(),
+                merge_policy: None,
+                validate: [(
+                    ".dockerconfigjson".to_string(),
+                    api::ValueValidation {
+                        max_length: Some(10),
+                        ..Default::default()
+                    },
+                )]
+                .into(),
+            }),
+            ..Default::default()
+        }));
+        let e = build("x", &s, &answers(&[("/u", "u", "1")]), &key()).unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidValue);
+        assert_eq!(e.field, "spec.target.template.validate..dockerconfigjson");
+        if let Some(t) = s.target.as_mut().and_then(|t| t.template.as_mut()) {
+            t.validate.clear();
+            t.data
+                .insert(".dockerconfigjson".into(), r#"{"x":1}"#.into());
+        }
+        let e = build("x", &s, &answers(&[("/u", "u", "1")]), &key()).unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidValue);
+        assert_eq!(e.field, "spec.target.type");
+        assert!(e.message.contains("auths"), "{}", e.message);
+    }
+
+    #[test]
+    fn certificate_not_after_feeds_expiry_and_status_facts() {
+        let ca = testkit::tls::TestCa::new("Test CA").unwrap();
+        let leaf = ca.server_cert(&["a.test.invalid"]).unwrap();
+        let chain = format!("{}{}", leaf.cert_pem, ca.cert_pem);
+        let mut s = spec(vec![
+            item("tls.crt", "/crt", None),
+            item("tls.key", "/key", None),
+        ]);
+        s.target = Some(Box::new(Target {
+            type_: Some("kubernetes.io/tls".into()),
+            ..Default::default()
+        }));
+        let mut a = answers(&[("/crt", &chain, "1"), ("/key", &leaf.key_pem, "1")]);
+        let later = Utc::now() + chrono::Duration::days(1_000_000);
+        if let Some(f) = a.values.get_mut(&RemoteRef::latest("/key")) {
+            f.meta.expires = Some(later);
+        }
+        let d = build("x", &s, &a, &key()).unwrap();
+        let facts = d.synced_keys[0].certificate.clone().unwrap();
+        assert_eq!(facts.count, 2);
+        assert_eq!(facts.sans, ["DNS:a.test.invalid"]);
+        assert!(d.synced_keys[1].certificate.is_none());
+        // The certificate expires before the provider-reported expiry: it wins.
+        assert_eq!(d.expires_at.map(api::time), Some(facts.not_after));
+        assert!(d.expires_at < Some(later));
+        // A key of another certificate is refused.
+        let other = ca.server_cert(&["b.test.invalid"]).unwrap();
+        let a = answers(&[("/crt", &chain, "1"), ("/key", &other.key_pem, "1")]);
+        let e = build("x", &s, &a, &key()).unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidValue);
+        assert!(e.message.contains("tls.key"), "{}", e.message);
     }
 }

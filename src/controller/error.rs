@@ -79,7 +79,8 @@ impl Error {
 
     /// The outcome of an audit `deny` record for a refusal: the tenancy denials, a store missing
     /// from the SecretRef's namespace or unusable, a spec or template the controller refuses, a
-    /// target Secret it must not write. `None` for failures that are not refusals.
+    /// target Secret it must not write, a value that fails validation. `None` for failures that are
+    /// not refusals.
     pub fn refusal(&self) -> Option<Reason> {
         match self {
             Self::Store(StoreError::Unavailable { .. }) => None,
@@ -89,6 +90,7 @@ impl Error {
                     b.reason,
                     Reason::InvalidSpec
                         | Reason::TemplateFailed
+                        | Reason::InvalidValue
                         | Reason::TargetConflict
                         | Reason::TargetTypeMismatch
                 ) =>

@@ -11,7 +11,7 @@
 //!   2  schedule::read_gate               read now, or wait for the refresh slot or backoff   pure
 //!   3  stores::read::read                the key rule on every read, through providers::fetch
 //!   4  read_outcome::fold_reads          complete answers, or the most telling error        pure
-//!   5  desired::build                    properties, templates, limits → the desired Secret pure
+//!   5  desired::build                    properties, templates, `validate`, limits → desired pure
 //!   6  sync::outcome                     target::decide + conditions + events + audit       pure
 //!   7  reconcile::carry_out              write the Secret, audit, restart, events, status    IO
 //! ```

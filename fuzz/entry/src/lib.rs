@@ -172,6 +172,88 @@ pub fn desired_secret(data: &[u8]) {
     }
 }
 
+/// Validating values (`validate` and the built-in rules of Secret types): `selector value`, where
+/// `selector` (byte 0, mod 8) picks `validate.type` string, json, base64, pem-certificate,
+/// pem-private-key or pem-bundle (0–5, with length bounds, and for json a required property), the
+/// `kubernetes.io/tls` rule over `tls.crt NUL tls.key` (6) or the `kubernetes.io/dockerconfigjson`
+/// rule (7). Checks: no panic; errors are one bounded line naming the key, never quoting the value;
+/// certificate facts stay bounded.
+pub fn validate(data: &[u8]) {
+    use secretsync::api::{ValueType, ValueValidation};
+    use secretsync::validate::{self, CertInfo, MAX_SANS};
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let bounded = |facts: &CertInfo| {
+        assert!(facts.subject.chars().count() <= 256);
+        assert!(facts.sans.len() <= MAX_SANS);
+        assert!(facts.count >= 1);
+    };
+    let error = |e: &validate::ValidateError, key: &str| {
+        let msg = e.to_string();
+        assert_no_mark("validate", &msg);
+        assert!(!msg.contains('\n'), "validate: a multi-line error: {msg}");
+        assert!(msg.len() <= 1024, "validate: an unbounded error: {msg}");
+        assert!(
+            msg.contains(&format!("{key:?}")),
+            "validate: the key is not named: {msg}"
+        );
+    };
+    match selector % 8 {
+        t @ 0..=5 => {
+            let type_ = [
+                ValueType::String,
+                ValueType::Json,
+                ValueType::Base64,
+                ValueType::PemCertificate,
+                ValueType::PemPrivateKey,
+                ValueType::PemBundle,
+            ][usize::from(t)];
+            let rules = ValueValidation {
+                type_: Some(type_),
+                min_length: Some(1),
+                max_length: Some(1 << 20),
+                pattern: None,
+                required_properties: if type_ == ValueType::Json {
+                    vec!["auths".into()]
+                } else {
+                    Vec::new()
+                },
+            };
+            match validate::check("k", &SecretBytes::new(rest.to_vec()), &rules) {
+                Ok(Some(facts)) => bounded(&facts),
+                Ok(None) => {}
+                Err(e) => error(&e, "k"),
+            }
+        }
+        6 => {
+            let (crt, key) = split(rest);
+            let data: BTreeMap<String, SecretBytes> = [
+                ("tls.crt".to_string(), SecretBytes::new(crt.to_vec())),
+                ("tls.key".to_string(), SecretBytes::new(key.to_vec())),
+            ]
+            .into();
+            match validate::builtin(validate::TLS_TYPE, &data) {
+                Ok(facts) => facts.values().for_each(bounded),
+                Err(e) => {
+                    let k = e.key().to_string();
+                    error(&e, &k)
+                }
+            }
+        }
+        _ => {
+            let data: BTreeMap<String, SecretBytes> = [(
+                ".dockerconfigjson".to_string(),
+                SecretBytes::new(rest.to_vec()),
+            )]
+            .into();
+            if let Err(e) = validate::builtin(validate::DOCKER_CONFIG_JSON_TYPE, &data) {
+                error(&e, ".dockerconfigjson");
+            }
+        }
+    }
+}
+
 /// Azure Key Vault answers, through the real provider ([`secretsync::providers::azure::AzureKeyVault`]:
 /// the Azure SDK's pipeline with Key Vault's challenge flow, the Entra token request of
 /// `ClientSecretCredential`, `check_success`, model decoding and the list pager, then our
@@ -544,5 +626,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("manifests", manifests),
     ("duration", duration),
     ("desired_secret", desired_secret),
+    ("validate", validate),
     ("payload_azure", payload_azure),
 ];
