@@ -526,4 +526,246 @@ mod tests {
             assert!(translate(src).is_err(), "{src}");
         }
     }
+
+    /// For the supported subset, a translated template renders the same bytes with secretsync's
+    /// renderer as Go's text/template with sprig would: checked against a small reference
+    /// evaluator of Go's semantics, over random templates and values.
+    mod equivalence {
+        use std::collections::BTreeMap;
+
+        use base64::Engine;
+        use proptest::prelude::*;
+
+        use super::super::translate;
+        use crate::controller::template::render;
+        use crate::value::SecretBytes;
+
+        const KEYS: &[&str] = &["a", "b_c", "my-key", "x1"];
+
+        #[derive(Debug, Clone)]
+        enum P {
+            Field(usize),
+            Str(String),
+            F1(&'static str, Box<P>, bool),
+            B64RoundTrip(Box<P>),
+            Default(String, Box<P>, bool),
+        }
+
+        #[derive(Debug, Clone)]
+        enum Seg {
+            Lit(String),
+            Act(P, bool, bool),
+        }
+
+        fn text() -> impl Strategy<Value = String> {
+            // Printable ASCII without `'` (see the module docs), plus tab and newline.
+            proptest::collection::vec(
+                prop_oneof![
+                    8 => proptest::char::range(' ', '&'),
+                    8 => proptest::char::range('(', '~'),
+                    1 => Just('\n'),
+                    1 => Just('\t'),
+                ],
+                0..12,
+            )
+            .prop_map(|v| v.into_iter().collect())
+        }
+
+        fn literal() -> impl Strategy<Value = String> {
+            text().prop_map(|s| {
+                // Go would read `{{` as an action (and a trailing `{` before one).
+                let mut s = s.replace('{', "(");
+                if s.is_empty() {
+                    s.push('.');
+                }
+                s
+            })
+        }
+
+        fn pipeline() -> impl Strategy<Value = P> {
+            let leaf = prop_oneof![
+                (0..KEYS.len()).prop_map(P::Field),
+                text().prop_map(P::Str),
+            ];
+            leaf.prop_recursive(4, 16, 2, |inner| {
+                prop_oneof![
+                    (
+                        prop_oneof![
+                            Just("b64enc"),
+                            Just("upper"),
+                            Just("lower"),
+                            Just("trim"),
+                            Just("quote"),
+                            Just("toJson"),
+                        ],
+                        inner.clone(),
+                        any::<bool>()
+                    )
+                        .prop_map(|(f, p, piped)| P::F1(f, Box::new(p), piped)),
+                    inner.clone().prop_map(|p| P::B64RoundTrip(Box::new(p))),
+                    (text(), inner, any::<bool>())
+                        .prop_map(|(d, p, piped)| P::Default(d, Box::new(p), piped)),
+                ]
+            })
+        }
+
+        fn go_str(s: &str) -> String {
+            let mut o = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => o.push_str("\\\""),
+                    '\\' => o.push_str("\\\\"),
+                    '\n' => o.push_str("\\n"),
+                    '\t' => o.push_str("\\t"),
+                    c => o.push(c),
+                }
+            }
+            o.push('"');
+            o
+        }
+
+        fn source(p: &P) -> String {
+            match p {
+                P::Field(i) if KEYS[*i].contains('-') => format!("index . {}", go_str(KEYS[*i])),
+                P::Field(i) => format!(".{}", KEYS[*i]),
+                P::Str(s) => go_str(s),
+                P::F1(f, x, true) => format!("{} | {f}", source(x)),
+                P::F1(f, x, false) => format!("{f} ({})", source(x)),
+                P::B64RoundTrip(x) => format!("{} | b64enc | b64dec", source(x)),
+                P::Default(d, x, true) => format!("{} | default {}", source(x), go_str(d)),
+                P::Default(d, x, false) => format!("default {} ({})", go_str(d), source(x)),
+            }
+        }
+
+        /// Go's `%q` for the generated alphabet.
+        fn go_quote(s: &str) -> String {
+            go_str(s)
+        }
+
+        /// Go's `json.Marshal` of a string (HTML-escaping `<`, `>`, `&`).
+        fn go_json(s: &str) -> String {
+            let mut o = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => o.push_str("\\\""),
+                    '\\' => o.push_str("\\\\"),
+                    '\n' => o.push_str("\\n"),
+                    '\t' => o.push_str("\\t"),
+                    '<' => o.push_str("\\u003c"),
+                    '>' => o.push_str("\\u003e"),
+                    '&' => o.push_str("\\u0026"),
+                    c => o.push(c),
+                }
+            }
+            o.push('"');
+            o
+        }
+
+        /// The reference: what Go's text/template + sprig produce.
+        fn eval(p: &P, vals: &BTreeMap<&str, String>) -> String {
+            match p {
+                P::Field(i) => vals[KEYS[*i]].clone(),
+                P::Str(s) => s.clone(),
+                P::F1(f, x, _) => {
+                    let v = eval(x, vals);
+                    match *f {
+                        "b64enc" => base64::engine::general_purpose::STANDARD.encode(v),
+                        "upper" => v.to_ascii_uppercase(),
+                        "lower" => v.to_ascii_lowercase(),
+                        "trim" => v.trim_matches([' ', '\t', '\n', '\r']).to_string(),
+                        "quote" => go_quote(&v),
+                        "toJson" => go_json(&v),
+                        other => unreachable!("{other}"),
+                    }
+                }
+                P::B64RoundTrip(x) => eval(x, vals),
+                P::Default(d, x, _) => {
+                    let v = eval(x, vals);
+                    if v.is_empty() { d.clone() } else { v }
+                }
+            }
+        }
+
+        fn segments() -> impl Strategy<Value = Vec<Seg>> {
+            proptest::collection::vec(
+                prop_oneof![
+                    literal().prop_map(Seg::Lit),
+                    (pipeline(), any::<bool>(), any::<bool>())
+                        .prop_map(|(p, l, r)| Seg::Act(p, l, r)),
+                ],
+                1..6,
+            )
+            .prop_map(merged)
+        }
+
+        fn go_source(segs: &[Seg]) -> String {
+            segs.iter()
+                .map(|s| match s {
+                    Seg::Lit(t) => t.clone(),
+                    Seg::Act(p, l, r) => format!(
+                        "{{{{{} {} {}}}}}",
+                        if *l { "-" } else { "" },
+                        source(p),
+                        if *r { "-" } else { "" }
+                    ),
+                })
+                .collect()
+        }
+
+        /// Adjacent literals are one literal in Go.
+        fn merged(segs: Vec<Seg>) -> Vec<Seg> {
+            let mut out: Vec<Seg> = Vec::new();
+            for s in segs {
+                match (out.last_mut(), s) {
+                    (Some(Seg::Lit(a)), Seg::Lit(b)) => a.push_str(&b),
+                    (_, s) => out.push(s),
+                }
+            }
+            out
+        }
+
+        fn expected(segs: &[Seg], vals: &BTreeMap<&str, String>) -> String {
+            const WS: &[char] = &[' ', '\t', '\r', '\n'];
+            let mut out = String::new();
+            for (i, s) in segs.iter().enumerate() {
+                match s {
+                    Seg::Lit(t) => {
+                        let mut t = t.as_str();
+                        if i > 0 && matches!(segs[i - 1], Seg::Act(_, _, true)) {
+                            t = t.trim_start_matches(WS);
+                        }
+                        if matches!(segs.get(i + 1), Some(Seg::Act(_, true, _))) {
+                            t = t.trim_end_matches(WS);
+                        }
+                        out.push_str(t);
+                    }
+                    Seg::Act(p, _, _) => out.push_str(&eval(p, vals)),
+                }
+            }
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+            #[test]
+            fn translated_templates_render_like_go(
+                segs in segments(),
+                values in proptest::collection::vec(text(), KEYS.len()),
+            ) {
+                let vals: BTreeMap<&str, String> =
+                    KEYS.iter().copied().zip(values.iter().cloned()).collect();
+                let src = go_source(&segs);
+                let tpl = translate(&src).map_err(|e| TestCaseError::fail(format!("{src:?}: {e}")))?;
+                let secret: BTreeMap<String, SecretBytes> = vals
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), SecretBytes::from(v.as_str())))
+                    .collect();
+                let got = render(&[("k".to_string(), tpl.clone())].into(), &secret)
+                    .map_err(|e| TestCaseError::fail(format!("{src:?} -> {tpl:?}: {e}")))?;
+                let got = String::from_utf8(got["k"].expose().to_vec()).unwrap_or_default();
+                prop_assert_eq!(got, expected(&segs, &vals), "Go source {:?} -> {:?}", src, tpl);
+            }
+        }
+    }
 }
+
