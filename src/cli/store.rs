@@ -576,8 +576,19 @@ mod tests {
         assert_eq!(parse_expires_in("90d"), Ok(h(90 * 24)));
         assert_eq!(parse_expires_in("12h"), Ok(h(12)));
         assert_eq!(parse_expires_in("1d12h"), Ok(h(36)));
-        assert_eq!(parse_expires_in("90m"), Ok(std::time::Duration::from_secs(5400)));
-        for bad in ["", "d", "1 day", "1d1d", "-1d", "x1d", "99999999999999999999d"] {
+        assert_eq!(
+            parse_expires_in("90m"),
+            Ok(std::time::Duration::from_secs(5400))
+        );
+        for bad in [
+            "",
+            "d",
+            "1 day",
+            "1d1d",
+            "-1d",
+            "x1d",
+            "99999999999999999999d",
+        ] {
             let e = parse_expires_in(bad).unwrap_err();
             assert!(e.contains("not a duration"), "{bad:?}: {e}");
         }

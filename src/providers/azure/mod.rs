@@ -1082,7 +1082,10 @@ mod tests {
     fn usable_now_filters_disabled_future_and_expired() {
         let now = Utc::now();
         let t = |secs: i64| {
-            Some(azure_core::time::OffsetDateTime::from_unix_timestamp(now.timestamp() + secs).unwrap())
+            Some(
+                azure_core::time::OffsetDateTime::from_unix_timestamp(now.timestamp() + secs)
+                    .unwrap(),
+            )
         };
         let mut a = SecretAttributes {
             enabled: Some(true),
