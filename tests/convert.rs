@@ -47,7 +47,12 @@ fn golden(path: &Path, got: &str) {
     }
     let want = std::fs::read_to_string(path)
         .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
-    assert_eq!(got, want, "{} differs (UPDATE_GOLDEN=1 rewrites it)", path.display());
+    assert_eq!(
+        got,
+        want,
+        "{} differs (UPDATE_GOLDEN=1 rewrites it)",
+        path.display()
+    );
 }
 
 #[test]
@@ -68,10 +73,7 @@ fn every_supported_case_converts_and_every_refusal_names_a_field() {
         if case.parent().is_some_and(|p| p.ends_with("refused")) {
             assert!(r.objects.is_empty(), "{}", case.display());
             for f in &r.refused {
-                assert!(
-                    f.message.contains(": "),
-                    "a refusal names its field: {f:?}"
-                );
+                assert!(f.message.contains(": "), "a refusal names its field: {f:?}");
             }
         } else {
             assert!(r.refused.is_empty(), "{}: {:?}", case.display(), r.refused);
@@ -85,7 +87,9 @@ fn adopt_writes_the_opt_in_on_secretrefs_only() {
     let docs = manifests::documents(&[PathBuf::from(DIR).join("aws.yaml")]).unwrap();
     let r = convert_documents(&docs, &opts(true));
     for (o, _) in &r.objects {
-        let ann = o.object.pointer("/metadata/annotations/secretsync.io~1adopt-from");
+        let ann = o
+            .object
+            .pointer("/metadata/annotations/secretsync.io~1adopt-from");
         if o.kind == "SecretRef" {
             assert_eq!(
                 ann.and_then(|v| v.as_str()),
@@ -164,12 +168,9 @@ async fn converted_templates_render_like_eso() {
         controller_namespace: "secretsync-system".into(),
     };
     let off = secretsync::cli::offline::Offline::new(&loaded, &offline).unwrap();
-    let ev = secretsync::cli::evaluate::evaluate(
-        &loaded,
-        &off,
-        &secretsync::audit::HmacKey::random(),
-    )
-    .await;
+    let ev =
+        secretsync::cli::evaluate::evaluate(&loaded, &off, &secretsync::audit::HmacKey::random())
+            .await;
     let d = ev[0].desired.as_ref().expect("builds");
     let get = |k: &str| String::from_utf8(d.data[k].expose().to_vec()).unwrap();
     assert_eq!(get("url"), "postgres://doe:SEVMTE8x@db.internal:5432/app");

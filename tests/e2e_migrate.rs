@@ -145,7 +145,10 @@ async fn adopts_an_eso_secret_without_a_gap_or_a_restart() {
     let watch = {
         let violations = violations.clone();
         let events_seen = events_seen.clone();
-        let stream = watcher(secrets.clone(), watcher::Config::default().fields("metadata.name=db"));
+        let stream = watcher(
+            secrets.clone(),
+            watcher::Config::default().fields("metadata.name=db"),
+        );
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(ev) = stream.next().await {
@@ -154,7 +157,10 @@ async fn adopts_an_eso_secret_without_a_gap_or_a_restart() {
                     if d.get("pw").is_none_or(|v| v.is_empty())
                         || d.get("user").is_none_or(|v| v.is_empty())
                     {
-                        Some(format!("Secret data blanked at rv {:?}", s.resource_version()))
+                        Some(format!(
+                            "Secret data blanked at rv {:?}",
+                            s.resource_version()
+                        ))
                     } else {
                         None
                     }
@@ -221,9 +227,14 @@ async fn adopts_an_eso_secret_without_a_gap_or_a_restart() {
         !labels.contains_key("reconcile.external-secrets.io/managed"),
         "{labels:?}"
     );
-    assert_eq!(labels.get("secretsync.io/secretref").map(String::as_str), Some("db"));
+    assert_eq!(
+        labels.get("secretsync.io/secretref").map(String::as_str),
+        Some("db")
+    );
     assert!(
-        s.owner_references().iter().all(|r| r.kind != "ExternalSecret"),
+        s.owner_references()
+            .iter()
+            .all(|r| r.kind != "ExternalSecret"),
         "{:?}",
         s.owner_references()
     );
@@ -254,11 +265,17 @@ async fn adopts_an_eso_secret_without_a_gap_or_a_restart() {
         .await
         .expect("delete ExternalSecret");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let s = env.secret("db").await.expect("the Secret survives the ExternalSecret");
+    let s = env
+        .secret("db")
+        .await
+        .expect("the Secret survives the ExternalSecret");
     assert_eq!(decoded(&s).get("pw").map(String::as_str), Some("s3cret-pw"));
 
     watch.abort();
-    assert!(*events_seen.lock().expect("lock") > 0, "the watch saw nothing");
+    assert!(
+        *events_seen.lock().expect("lock") > 0,
+        "the watch saw nothing"
+    );
     let v = violations.lock().expect("lock").clone();
     assert!(v.is_empty(), "{v:?}");
     env.cleanup().await;

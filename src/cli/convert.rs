@@ -119,7 +119,10 @@ impl Report {
         }
         let tag = if partial { "skipped" } else { "error" };
         for r in &self.refused {
-            s.push_str(&format!("{tag}: {} ({}): {}\n", r.from, r.source, r.message));
+            s.push_str(&format!(
+                "{tag}: {} ({}): {}\n",
+                r.from, r.source, r.message
+            ));
         }
         let kinds: Vec<String> = self
             .converted_by_kind

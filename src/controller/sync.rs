@@ -483,13 +483,8 @@ fn built(
                 Decision::Create => Some(target::CREATE_ONLY.to_string()),
                 _ => input.existing.and_then(|s| s.resource_version()),
             };
-            let object = target::apply_object(
-                desired,
-                &ns,
-                input.owner,
-                creation,
-                precondition.as_deref(),
-            );
+            let object =
+                target::apply_object(desired, &ns, input.owner, creation, precondition.as_deref());
             out.write = Some(match input.existing {
                 // An ESO Secret this SecretRef opted in to adopt: one patch that swaps ESO's
                 // marks for ours along with the data (server-side apply cannot remove ESO's).

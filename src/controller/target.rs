@@ -145,7 +145,12 @@ pub fn adoption_patch(existing: &Secret, object: &Secret) -> serde_json::Value {
     use serde_json::{Map, Value, json};
     let mut labels: Map<String, Value> = Map::new();
     for k in [ESO_MANAGED_LABEL, ESO_CREATED_BY_LABEL] {
-        if existing.metadata.labels.as_ref().is_some_and(|l| l.contains_key(k)) {
+        if existing
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(k))
+        {
             labels.insert(k.into(), Value::Null);
         }
     }

@@ -383,7 +383,9 @@ fn bare_ok(name: &str) -> bool {
         "data", "data_b64", "true", "false", "none", "True", "False", "None", "and", "or", "not",
         "in", "is", "if", "else", "loop", "self",
     ];
-    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(is_ident_char)
         && !RESERVED.contains(&name)
 }
@@ -498,12 +500,30 @@ mod tests {
     fn translates_the_supported_subset() {
         let t = |s: &str| translate(s).unwrap();
         assert_eq!(t("{{ .password }}"), "{{ password }}");
-        assert_eq!(t("{{ .password | b64enc }}"), "{{ (password | b64encode) }}");
-        assert_eq!(t("{{ .password | b64enc | b64dec }}"), "{{ ((password | b64encode) | b64decode) }}");
-        assert_eq!(t("u={{ index . \"api-key\" }}"), "u={{ data[\"api-key\"] }}");
-        assert_eq!(t("{{ .x | default \"d\" }}"), "{{ (x | default(\"d\", true)) }}");
-        assert_eq!(t("{{ default \"d\" .x }}"), "{{ (x | default(\"d\", true)) }}");
-        assert_eq!(t("{{ (.cfg | fromJson).host }}"), "{{ ((cfg | fromjson))[\"host\"] }}");
+        assert_eq!(
+            t("{{ .password | b64enc }}"),
+            "{{ (password | b64encode) }}"
+        );
+        assert_eq!(
+            t("{{ .password | b64enc | b64dec }}"),
+            "{{ ((password | b64encode) | b64decode) }}"
+        );
+        assert_eq!(
+            t("u={{ index . \"api-key\" }}"),
+            "u={{ data[\"api-key\"] }}"
+        );
+        assert_eq!(
+            t("{{ .x | default \"d\" }}"),
+            "{{ (x | default(\"d\", true)) }}"
+        );
+        assert_eq!(
+            t("{{ default \"d\" .x }}"),
+            "{{ (x | default(\"d\", true)) }}"
+        );
+        assert_eq!(
+            t("{{ (.cfg | fromJson).host }}"),
+            "{{ ((cfg | fromjson))[\"host\"] }}"
+        );
         assert_eq!(t("a\n  {{- .x -}}  \nb"), "a{{ x }}b");
         assert_eq!(t("{{/* note */}}x\n"), "x{{ \"\\n\" }}");
         assert_eq!(t("{% raw %}"), "{{ \"{% raw %}\" }}");
@@ -583,10 +603,7 @@ mod tests {
         }
 
         fn pipeline() -> impl Strategy<Value = P> {
-            let leaf = prop_oneof![
-                (0..KEYS.len()).prop_map(P::Field),
-                text().prop_map(P::Str),
-            ];
+            let leaf = prop_oneof![(0..KEYS.len()).prop_map(P::Field), text().prop_map(P::Str),];
             leaf.prop_recursive(4, 16, 2, |inner| {
                 prop_oneof![
                     (
@@ -603,8 +620,11 @@ mod tests {
                     )
                         .prop_map(|(f, p, piped)| P::F1(f, Box::new(p), piped)),
                     inner.clone().prop_map(|p| P::B64RoundTrip(Box::new(p))),
-                    (text(), inner, any::<bool>())
-                        .prop_map(|(d, p, piped)| P::Default(d, Box::new(p), piped)),
+                    (text(), inner, any::<bool>()).prop_map(|(d, p, piped)| P::Default(
+                        d,
+                        Box::new(p),
+                        piped
+                    )),
                 ]
             })
         }
@@ -768,4 +788,3 @@ mod tests {
         }
     }
 }
-

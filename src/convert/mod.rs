@@ -24,10 +24,10 @@ use crate::api::{
     self, AwsAuth, AwsJwtAuth, AwsProvider, AwsSecretRef, AzureAuth, AzureKeyVaultProvider,
     AzureManagedIdentity, AzureWorkloadIdentity, ClusterSecretStore, ClusterSecretStoreSpec,
     ClusterStoreCondition, CreationPolicy, DataFrom, DataItem, DeletionPolicy, FakeEntry,
-    FakeProvider, FindSpec, NameMatcher, ProviderSpec, RemoteRefSpec, SecretKeySelector, SecretName,
-    SecretRef, SecretRefSpec, SecretStore, SecretStoreSpec, ServiceAccountRef, StoreKind, StoreRef,
-    Target, Template, TemplateMergePolicy, VaultAppRoleAuth, VaultAuth, VaultKubernetesAuth,
-    VaultKvVersion, VaultProvider, VaultTokenAuth,
+    FakeProvider, FindSpec, NameMatcher, ProviderSpec, RemoteRefSpec, SecretKeySelector,
+    SecretName, SecretRef, SecretRefSpec, SecretStore, SecretStoreSpec, ServiceAccountRef,
+    StoreKind, StoreRef, Target, Template, TemplateMergePolicy, VaultAppRoleAuth, VaultAuth,
+    VaultKubernetesAuth, VaultKvVersion, VaultProvider, VaultTokenAuth,
 };
 
 /// The ESO API group.
@@ -226,7 +226,10 @@ impl J {
         let path = path.into();
         match v {
             Value::Object(m) => Ok(J { m: m.clone(), path }),
-            Value::Null => Ok(J { m: Map::new(), path }),
+            Value::Null => Ok(J {
+                m: Map::new(),
+                path,
+            }),
             _ => invalid(path, "expected an object"),
         }
     }
@@ -290,7 +293,6 @@ impl J {
     }
 }
 
-
 /// Metadata of a converted object: name, namespace, and the labels and annotations minus ESO's own.
 fn metadata(md: &J, namespace: Option<String>) -> Result<ObjectMeta, ConvertError> {
     let keep = |k: &String| {
@@ -298,8 +300,11 @@ fn metadata(md: &J, namespace: Option<String>) -> Result<ObjectMeta, ConvertErro
             && !k.contains(".external-secrets.io/")
             && k != "kubectl.kubernetes.io/last-applied-configuration"
     };
-    let labels: BTreeMap<String, String> =
-        md.smap("labels")?.into_iter().filter(|(k, _)| keep(k)).collect();
+    let labels: BTreeMap<String, String> = md
+        .smap("labels")?
+        .into_iter()
+        .filter(|(k, _)| keep(k))
+        .collect();
     let annotations: BTreeMap<String, String> = md
         .smap("annotations")?
         .into_iter()
@@ -345,8 +350,8 @@ pub fn convert(v: &Value, opts: &Options) -> Outcome {
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let cluster = matches!(kind, "ClusterSecretStore" | "ClusterExternalSecret")
-        || group != ESO_GROUP;
+    let cluster =
+        matches!(kind, "ClusterSecretStore" | "ClusterExternalSecret") || group != ESO_GROUP;
     let ns = (!cluster).then(|| {
         v.pointer("/metadata/namespace")
             .and_then(Value::as_str)
@@ -408,7 +413,6 @@ pub fn convert(v: &Value, opts: &Options) -> Outcome {
                     metadata: meta,
                     spec,
                     status: None,
-                    ..SecretStore::new("", Default::default())
                 };
                 Ok(vec![Converted {
                     kind: "SecretStore",
@@ -431,7 +435,6 @@ pub fn convert(v: &Value, opts: &Options) -> Outcome {
                         conditions,
                     },
                     status: None,
-                    ..ClusterSecretStore::new("", Default::default())
                 };
                 Ok(vec![Converted {
                     kind: "ClusterSecretStore",
@@ -462,7 +465,10 @@ fn duration(field: &str, s: &str) -> Result<String, ConvertError> {
     if s == "0" || crate::api::duration::parse(s).is_ok() {
         Ok(s.to_string())
     } else {
-        invalid(field, "not a duration secretsync reads (e.g. 1h, 15m, 30s, 1h0m0s)")
+        invalid(
+            field,
+            "not a duration secretsync reads (e.g. 1h, 15m, 30s, 1h0m0s)",
+        )
     }
 }
 
@@ -485,13 +491,13 @@ fn source_ref(j: &J, store: &(String, StoreKind)) -> Result<(), ConvertError> {
             "generators have no secretsync equivalent",
         );
     }
-    if let Some(s) = j.child("storeRef")? {
-        if &store_ref(&s)? != store {
-            return unsupported(
-                s.path.clone(),
-                "a SecretRef reads from one store; split the keys of other stores into their own SecretRef",
-            );
-        }
+    if let Some(s) = j.child("storeRef")?
+        && &store_ref(&s)? != store
+    {
+        return unsupported(
+            s.path.clone(),
+            "a SecretRef reads from one store; split the keys of other stores into their own SecretRef",
+        );
     }
     Ok(())
 }
@@ -574,7 +580,6 @@ fn external_secret(
         metadata: meta,
         spec: sref_spec,
         status: None,
-        ..SecretRef::new("", Default::default())
     };
     Ok(Converted {
         kind: "SecretRef",
@@ -876,7 +881,6 @@ fn target(t: &J, w: &mut Vec<String>) -> Result<Option<Target>, ConvertError> {
     Ok((out != Target::default()).then_some(out))
 }
 
-
 fn cluster_external_secret(
     md: &J,
     spec: &J,
@@ -902,7 +906,10 @@ fn cluster_external_secret(
     }
     let namespaces = spec.strings("namespaces")?;
     if namespaces.is_empty() {
-        return invalid(spec.p("namespaces"), "no namespaces to write SecretRefs into");
+        return invalid(
+            spec.p("namespaces"),
+            "no namespaces to write SecretRefs into",
+        );
     }
     if spec.has("refreshTime") {
         w.push("spec.refreshTime (how often ESO re-lists namespaces) is dropped: the namespaces are fixed in the converted SecretRefs".into());
@@ -1016,13 +1023,21 @@ fn store_spec(
     let Some(p) = spec.child("provider")? else {
         return invalid(spec.p("provider"), "required");
     };
-    let set: Vec<&String> = p.m.iter().filter(|(_, v)| !is_empty(v)).map(|(k, _)| k).collect();
+    let set: Vec<&String> =
+        p.m.iter()
+            .filter(|(_, v)| !is_empty(v))
+            .map(|(k, _)| k)
+            .collect();
     if set.len() != 1 {
         return invalid(p.path.clone(), "exactly one provider must be set");
     }
     let provider = match set[0].as_str() {
         "aws" => ProviderSpec {
-            aws: Some(aws(&p.child("aws")?.unwrap_or_else(|| empty(&p, "aws")), store_ns, w)?),
+            aws: Some(aws(
+                &p.child("aws")?.unwrap_or_else(|| empty(&p, "aws")),
+                store_ns,
+                w,
+            )?),
             ..Default::default()
         },
         "azurekv" => ProviderSpec {
@@ -1042,7 +1057,10 @@ fn store_spec(
             ..Default::default()
         },
         "fake" => ProviderSpec {
-            fake: Some(fake(&p.child("fake")?.unwrap_or_else(|| empty(&p, "fake")), w)?),
+            fake: Some(fake(
+                &p.child("fake")?.unwrap_or_else(|| empty(&p, "fake")),
+                w,
+            )?),
             ..Default::default()
         },
         other => {
@@ -1066,9 +1084,10 @@ fn store_spec(
             }
             let namespace_selector = match c.o().get("namespaceSelector") {
                 None => None,
-                Some(v) => Some(serde_json::from_value::<LabelSelector>(v.clone()).or_else(
-                    |_| invalid(c.p("namespaceSelector"), "not a label selector"),
-                )?),
+                Some(v) => Some(
+                    serde_json::from_value::<LabelSelector>(v.clone())
+                        .or_else(|_| invalid(c.p("namespaceSelector"), "not a label selector"))?,
+                ),
             };
             conditions.push(ClusterStoreCondition {
                 namespace_selector,
@@ -1154,12 +1173,13 @@ fn aws(a: &J, store_ns: Option<&str>, w: &mut Vec<String>) -> Result<AwsProvider
                         "secretAccessKeySecretRef",
                         "sessionTokenSecretRef",
                     ])?;
-                    let sel = |k: &str, w: &mut Vec<String>| -> Result<SecretKeySelector, ConvertError> {
-                        match s.child(k)? {
-                            Some(j) => key_selector(&j, store_ns, w),
-                            None => invalid(s.p(k), "required"),
-                        }
-                    };
+                    let sel =
+                        |k: &str, w: &mut Vec<String>| -> Result<SecretKeySelector, ConvertError> {
+                            match s.child(k)? {
+                                Some(j) => key_selector(&j, store_ns, w),
+                                None => invalid(s.p(k), "required"),
+                            }
+                        };
                     Some(AwsAuth {
                         secret_ref: Some(AwsSecretRef {
                             access_key_id: sel("accessKeyIDSecretRef", w)?,
@@ -1259,7 +1279,11 @@ fn azure(
             let sa = match a.child("serviceAccountRef")? {
                 Some(sa) => Some(service_account(&sa, store_ns, w)?),
                 None => {
-                    ambient(store_ns, "azurekv WorkloadIdentity without serviceAccountRef", w);
+                    ambient(
+                        store_ns,
+                        "azurekv WorkloadIdentity without serviceAccountRef",
+                        w,
+                    );
                     None
                 }
             };
@@ -1297,7 +1321,11 @@ fn azure(
     })
 }
 
-fn vault(v: &J, store_ns: Option<&str>, w: &mut Vec<String>) -> Result<VaultProvider, ConvertError> {
+fn vault(
+    v: &J,
+    store_ns: Option<&str>,
+    w: &mut Vec<String>,
+) -> Result<VaultProvider, ConvertError> {
     v.only(&[
         "auth",
         "server",
@@ -1343,7 +1371,10 @@ fn vault(v: &J, store_ns: Option<&str>, w: &mut Vec<String>) -> Result<VaultProv
         Some(t) => {
             t.only(&["certSecretRef", "keySecretRef"])?;
             let (Some(c), Some(k)) = (t.child("certSecretRef")?, t.child("keySecretRef")?) else {
-                return invalid(t.path.clone(), "certSecretRef and keySecretRef are both required");
+                return invalid(
+                    t.path.clone(),
+                    "certSecretRef and keySecretRef are both required",
+                );
             };
             let c = key_selector(&c, store_ns, w)?;
             let k = key_selector(&k, store_ns, w)?;
@@ -1403,7 +1434,11 @@ fn vault(v: &J, store_ns: Option<&str>, w: &mut Vec<String>) -> Result<VaultProv
         let sa = match k.child("serviceAccountRef")? {
             Some(sa) => Some(service_account(&sa, store_ns, w)?),
             None => {
-                ambient(store_ns, "vault kubernetes auth without serviceAccountRef", w);
+                ambient(
+                    store_ns,
+                    "vault kubernetes auth without serviceAccountRef",
+                    w,
+                );
                 None
             }
         };
