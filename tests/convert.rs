@@ -181,3 +181,102 @@ async fn converted_templates_render_like_eso() {
     assert_eq!(get("config"), "host=db.internal\nuser=app\n");
     assert_eq!(get("decoded"), "HELLO1");
 }
+
+fn args(files: Vec<PathBuf>) -> ConvertArgs {
+    ConvertArgs {
+        files,
+        namespace: "default".into(),
+        out: None,
+        allow_partial: false,
+        adopt: false,
+        check: false,
+        master_key: Default::default(),
+        file_stores: Vec::new(),
+        store_overrides: Vec::new(),
+        namespace_labels: Vec::new(),
+        controller_namespace: "secretsync-system".into(),
+    }
+}
+
+/// A refusal fails the command and writes nothing; `--allow-partial` writes the rest and lists the
+/// refused objects as skipped; `--out` writes one file per object.
+#[tokio::test]
+async fn refusals_fail_unless_partial_and_out_writes_one_file_per_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = dir.path().join("mixed.yaml");
+    let good = std::fs::read_to_string(PathBuf::from(DIR).join("vault.yaml")).unwrap();
+    std::fs::write(
+        &mixed,
+        format!(
+            "{good}---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: gcp, namespace: apps}}\nspec: {{provider: {{gcpsm: {{projectID: p}}}}}}\n"
+        ),
+    )
+    .unwrap();
+
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let ok = secretsync::cli::convert::run(&args(vec![mixed.clone()]), &mut out, &mut err)
+        .await
+        .unwrap();
+    let err_s = String::from_utf8(err).unwrap();
+    assert!(!ok);
+    assert!(
+        out.is_empty(),
+        "nothing is written when an object is refused"
+    );
+    assert!(
+        err_s.contains("error: SecretStore/apps/gcp") && err_s.contains("spec.provider.gcpsm"),
+        "{err_s}"
+    );
+
+    let out_dir = dir.path().join("out");
+    let mut a = args(vec![mixed]);
+    a.allow_partial = true;
+    a.out = Some(out_dir.clone());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let ok = secretsync::cli::convert::run(&a, &mut out, &mut err)
+        .await
+        .unwrap();
+    let err_s = String::from_utf8(err).unwrap();
+    assert!(ok, "{err_s}");
+    assert!(err_s.contains("skipped: SecretStore/apps/gcp"), "{err_s}");
+    let mut files: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "clustersecretstore-vault-approle.yaml",
+            "secretref-payments-vault-example.yaml",
+            "secretstore-payments-vault-backend.yaml",
+            "secretstore-payments-vault-k8s.yaml",
+        ]
+    );
+    // Each file is a valid manifest for `check`'s loader.
+    let m = manifests::load(&[out_dir], "default").unwrap();
+    assert_eq!(m.secret_refs.len(), 1);
+    assert!(m.secret_refs[0].problems.is_empty());
+}
+
+/// Output that would not validate is refused, not written: here a template key Kubernetes rejects.
+#[test]
+fn output_is_validated_like_check() {
+    let docs = {
+        let mut v = Vec::new();
+        manifests::documents_of(
+            Path::new("bad.yaml"),
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: x, namespace: a}\nspec:\n  secretStoreRef: {name: s}\n  refreshInterval: 5 minutes\n  data: [{secretKey: k, remoteRef: {key: r}}]\n",
+            &mut v,
+        )
+        .unwrap();
+        v
+    };
+    let r = convert_documents(&docs, &opts(false));
+    assert!(r.objects.is_empty());
+    assert!(
+        r.refused[0].message.contains("spec.refreshInterval"),
+        "{:?}",
+        r.refused
+    );
+}
