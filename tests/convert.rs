@@ -280,3 +280,34 @@ fn output_is_validated_like_check() {
         r.refused
     );
 }
+
+/// `-f -` reads standard input (the binary, as a user runs it).
+#[test]
+fn reads_stdin() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        .args(["convert", "-f", "-", "--adopt"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = std::fs::read(PathBuf::from(DIR).join("azure.yaml")).unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("kind: SecretRef"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "secretsync.io/adopt-from: external-secrets.io/ExternalSecret/database-credentials"
+        ),
+        "{stdout}"
+    );
+    // The ExternalSecret is Orphan: the warning says adoption cannot prove it.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--adopt: ESO writes no ownerReference"));
+}

@@ -569,6 +569,9 @@ fn external_secret(
         w,
     )?;
     let name = meta.name.clone().unwrap_or_default();
+    if opts.adopt && sref_spec.creation_policy() == CreationPolicy::Orphan {
+        w.push("--adopt: ESO writes no ownerReference under creationPolicy Orphan, so its Secret cannot be proved ESO's and will not be adopted (TargetConflict): delete it once the SecretRef is applied, or convert with creationPolicy Owner".into());
+    }
     if opts.adopt {
         meta.annotations.get_or_insert_with(BTreeMap::new).insert(
             api::ADOPT_ANNOTATION.to_string(),
