@@ -248,6 +248,7 @@ async fn refusals_fail_unless_partial_and_out_writes_one_file_per_object() {
         files,
         [
             "clustersecretstore-vault-approle.yaml",
+            "secretref-payments-per-item-store.yaml",
             "secretref-payments-vault-example.yaml",
             "secretstore-payments-vault-backend.yaml",
             "secretstore-payments-vault-k8s.yaml",
@@ -255,8 +256,8 @@ async fn refusals_fail_unless_partial_and_out_writes_one_file_per_object() {
     );
     // Each file is a valid manifest for `check`'s loader.
     let m = manifests::load(&[out_dir], "default").unwrap();
-    assert_eq!(m.secret_refs.len(), 1);
-    assert!(m.secret_refs[0].problems.is_empty());
+    assert_eq!(m.secret_refs.len(), 2);
+    assert!(m.secret_refs.iter().all(|s| s.problems.is_empty()));
 }
 
 /// Output that would not validate is refused, not written: here a template key Kubernetes rejects.

@@ -502,6 +502,46 @@ fn source_ref(j: &J, store: &(String, StoreKind)) -> Result<(), ConvertError> {
     Ok(())
 }
 
+/// Without `secretStoreRef`: the store every item names in `sourceRef.storeRef`, when they all name
+/// the same one (a SecretRef reads from one store).
+fn common_source_store(spec: &J) -> Result<(String, StoreKind), ConvertError> {
+    let mut found: Option<(String, StoreKind)> = None;
+    let mut items = 0;
+    for list in ["data", "dataFrom"] {
+        for d in spec.list(list)? {
+            items += 1;
+            let Some(r) = d
+                .child("sourceRef")?
+                .map(|s| s.child("storeRef"))
+                .transpose()?
+                .flatten()
+            else {
+                return invalid(
+                    spec.p("secretStoreRef"),
+                    format!(
+                        "{} has no store (neither secretStoreRef nor sourceRef.storeRef)",
+                        d.path
+                    ),
+                );
+            };
+            let r = store_ref(&r)?;
+            match &found {
+                Some(f) if *f != r => {
+                    return unsupported(
+                        spec.p("secretStoreRef"),
+                        "the items read from several stores; a SecretRef reads from one: split them into one SecretRef per store",
+                    );
+                }
+                _ => found = Some(r),
+            }
+        }
+    }
+    match found {
+        Some(f) if items > 0 => Ok(f),
+        _ => invalid(spec.p("secretStoreRef"), "required"),
+    }
+}
+
 /// `remoteRef` / `extract`: key, property, version; the strategies only at their defaults.
 fn remote_ref(j: &J) -> Result<RemoteRefSpec, ConvertError> {
     j.only(&[
@@ -631,13 +671,10 @@ fn external_secret_spec(
             }
         }
     }
-    let Some(store) = spec.child("secretStoreRef")? else {
-        return unsupported(
-            spec.p("secretStoreRef"),
-            "a SecretRef needs one store; per-key sourceRef stores without secretStoreRef are not converted",
-        );
+    let store = match spec.child("secretStoreRef")? {
+        Some(s) => store_ref(&s)?,
+        None => common_source_store(spec)?,
     };
-    let store = store_ref(&store)?;
     let refresh = match spec.s("refreshInterval")? {
         // ESO's CRD default; written out so a store's refreshInterval does not change it.
         None => "1h".to_string(),
