@@ -11,6 +11,7 @@ pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod controller;
+pub mod convert;
 pub mod providers;
 pub mod server;
 pub mod stores;

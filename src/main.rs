@@ -44,6 +44,10 @@ enum Command {
     Check(secretsync::cli::check::CheckArgs),
     /// Print the Secrets the controller would write (all or nothing; values base64 in `data`).
     Render(secretsync::cli::render::RenderArgs),
+    /// Convert External Secrets Operator manifests (ExternalSecret, ClusterExternalSecret,
+    /// SecretStore, ClusterSecretStore) to secretsync's. Exit 0: all converted (or --allow-partial);
+    /// 1: some cannot be converted, or --check found problems; 2: usage or input error.
+    Convert(secretsync::cli::convert::ConvertArgs),
 }
 
 #[derive(Subcommand)]
@@ -160,6 +164,15 @@ async fn main() -> std::process::ExitCode {
             let res =
                 secretsync::cli::render::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
                     .await;
+            return secretsync::cli::manifests::exit_code(res);
+        }
+        Command::Convert(args) => {
+            let res = secretsync::cli::convert::run(
+                &args,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
+            .await;
             return secretsync::cli::manifests::exit_code(res);
         }
         Command::Store(cmd) => {

@@ -491,6 +491,7 @@ async fn expected(sref: &SecretRef, provider: &FileProvider, key: &HmacKey) -> s
         sref_name: name.clone(),
         proof: None,
         claimed_in_status: false,
+        adopt_from: None,
     };
     serde_json::to_value(target::apply_object(&d, &ns, &owner, creation, None)).unwrap()
 }

@@ -394,6 +394,7 @@ fn owner() -> target::Ownership {
         sref_name: "s".into(),
         proof: Some("proof-of-s".into()),
         claimed_in_status: false,
+        adopt_from: None,
     }
 }
 
@@ -488,6 +489,8 @@ fn reconcile_step(
             w.secret = Some(ssa(w.secret.take(), (**object).clone(), shape.creation));
         }
         Some(Write::Delete { .. }) => w.secret = None,
+        // The model never opts in to adopting an ESO Secret.
+        Some(Write::Adopt { .. }) => prop_assert!(false, "adoption without the opt-in"),
         None => {}
     }
     // The outcome agrees with itself.

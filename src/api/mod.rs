@@ -33,6 +33,10 @@ pub const RESERVED_PREFIX: &str = "secretsync.io/";
 pub const FORCE_SYNC_ANNOTATION: &str = "secretsync.io/force-sync";
 /// Annotation that pauses writes while `"true"`.
 pub const PAUSED_ANNOTATION: &str = "secretsync.io/paused";
+/// SecretRef annotation: the opt-in to adopt a Secret that External Secrets Operator wrote, as
+/// `external-secrets.io/ExternalSecret/<name>` (the ExternalSecret of the SecretRef's namespace
+/// whose Secret may be taken over; see docs/migrate-from-eso.md).
+pub const ADOPT_ANNOTATION: &str = "secretsync.io/adopt-from";
 /// Finalizer on SecretRefs.
 pub const FINALIZER: &str = "secretsync.io/finalizer";
 /// Whether users may not set the label or annotation `key` (`target.labels`/`target.annotations`):

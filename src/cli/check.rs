@@ -215,10 +215,20 @@ pub fn write_text(
 /// `Ok(false)`: problems (exit 1); `Err`: input error (exit 2).
 pub async fn run(args: &CheckArgs, out: &mut dyn Write) -> Result<bool, CliError> {
     let manifests = manifests::load_args(&args.offline)?;
-    let offline = Offline::new(&manifests, &args.offline)?;
+    run_loaded(&manifests, args, out).await
+}
+
+/// Runs `check` over manifests already loaded (`secretsync convert --check` passes the converted
+/// objects); `args.offline.files` is not read again. Same results and output as [`run`].
+pub async fn run_loaded(
+    manifests: &Manifests,
+    args: &CheckArgs,
+    out: &mut dyn Write,
+) -> Result<bool, CliError> {
+    let offline = Offline::new(manifests, &args.offline)?;
     // Check never prints HMACs; any key gives the same verdicts.
-    let evaluated = evaluate(&manifests, &offline, &HmacKey::random()).await;
-    let report = report(&manifests, &evaluated);
+    let evaluated = evaluate(manifests, &offline, &HmacKey::random()).await;
+    let report = report(manifests, &evaluated);
     match args.output {
         CheckOutput::Text => write_text(out, &report, &evaluated)?,
         CheckOutput::Json => {

@@ -209,6 +209,10 @@ pub struct Manifests {
 fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     let mut files = Vec::new();
     for p in paths {
+        if p.as_os_str() == STDIN {
+            files.push(p.clone());
+            continue;
+        }
         let meta = std::fs::metadata(p).map_err(|source| CliError::Read {
             path: p.clone(),
             source,
@@ -237,15 +241,79 @@ fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     Ok(files)
 }
 
-/// Loads and validates the manifests under `paths`. Objects without a namespace get `default_namespace`.
+/// The path that names standard input (`-f -`).
+pub const STDIN: &str = "-";
+
+/// Reads one manifest file, or standard input for [`STDIN`].
+fn read_text(path: &Path) -> Result<String, CliError> {
+    let read = if path.as_os_str() == STDIN {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    read.map_err(|source| CliError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Every object of the manifests under `paths` (files, directories, [`STDIN`]), as raw YAML values
+/// with where each came from: multi-document files are split and `kind: List` items expanded, empty
+/// documents skipped. For commands that read foreign kinds (`convert`); malformed YAML is an error.
+pub fn documents(paths: &[PathBuf]) -> Result<Vec<(Source, Value)>, CliError> {
+    let mut out = Vec::new();
+    for path in manifest_files(paths)? {
+        let text = read_text(&path)?;
+        documents_of(&path, &text, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The objects of one YAML text (see [`documents`]).
+pub fn documents_of(
+    path: &Path,
+    text: &str,
+    out: &mut Vec<(Source, Value)>,
+) -> Result<(), CliError> {
+    fn push(source: &Source, value: Value, out: &mut Vec<(Source, Value)>) {
+        if value.is_null() {
+            return;
+        }
+        let is_list = str_at(&value, &["kind"]) == Some("List")
+            && str_at(&value, &["apiVersion"]).is_some_and(|v| !v.contains('/'));
+        if is_list {
+            if let Some(items) = value.get("items").and_then(Value::as_sequence) {
+                for item in items {
+                    push(source, item.clone(), out);
+                }
+            }
+            return;
+        }
+        out.push((source.clone(), value));
+    }
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let source = Source {
+            path: path.to_path_buf(),
+            document: i + 1,
+        };
+        let value = Value::deserialize(doc).map_err(|e| CliError::Yaml {
+            path: path.to_path_buf(),
+            document: i + 1,
+            line: e.location().map(|l| l.line()),
+            message: e.to_string(),
+        })?;
+        push(&source, value, out);
+    }
+    Ok(())
+}
+
+/// Loads and validates the manifests under `paths` (files, directories, or [`STDIN`]). Objects
+/// without a namespace get `default_namespace`.
 pub fn load(paths: &[PathBuf], default_namespace: &str) -> Result<Manifests, CliError> {
     let mut m = Manifests::default();
     let mut seen: HashMap<String, Source> = HashMap::new();
     for path in manifest_files(paths)? {
-        let text = std::fs::read_to_string(&path).map_err(|source| CliError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = read_text(&path)?;
         add_text(&mut m, &mut seen, &path, &text, default_namespace)?;
     }
     sort(&mut m);

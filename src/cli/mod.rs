@@ -1,7 +1,8 @@
-//! Offline commands: `crds`, `check`, `render`, `store`, `audit verify`.
+//! Offline commands: `crds`, `check`, `render`, `convert`, `store`, `audit verify`.
 
 pub mod audit;
 pub mod check;
+pub mod convert;
 pub mod crds;
 pub mod evaluate;
 pub mod manifests;

@@ -114,6 +114,7 @@ pub async fn run(
                 _ => None,
             },
             claimed_in_status: false,
+            adopt_from: None,
         };
         let mut secret = target::apply_object(desired, &e.namespace, &owner, creation, None);
         if hmac.is_none()

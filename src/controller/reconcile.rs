@@ -141,6 +141,10 @@ fn ownership(
         sref_name: name,
         claimed_in_status: status.target_name.as_deref() == Some(target)
             && status.data_hmac.is_some(),
+        adopt_from: sref
+            .annotations()
+            .get(api::ADOPT_ANNOTATION)
+            .and_then(|v| target::adopt_from(v)),
     }
 }
 
@@ -389,6 +393,20 @@ async fn carry_out(
                 )
                 .await
                 .map_err(kube_err(format!("apply Secret {tname:?}")))?;
+            ctx.metrics.secret_written();
+        }
+        Some(Write::Adopt { name, patch }) => {
+            secrets
+                .patch(
+                    name,
+                    &PatchParams {
+                        field_manager: Some(api::FIELD_MANAGER.to_string()),
+                        ..Default::default()
+                    },
+                    &Patch::Merge(patch),
+                )
+                .await
+                .map_err(kube_err(format!("adopt Secret {name:?}")))?;
             ctx.metrics.secret_written();
         }
         Some(Write::Delete {

@@ -80,6 +80,15 @@ pub enum Write {
         /// The field manager.
         field_manager: String,
     },
+    /// Adopt a Secret External Secrets Operator wrote: this JSON merge patch (data, our marks,
+    /// ESO's marks removed, the `resourceVersion` precondition) in one write, never a delete
+    /// ([`target::adoption_patch`]).
+    Adopt {
+        /// The Secret's name.
+        name: String,
+        /// The merge patch.
+        patch: serde_json::Value,
+    },
     /// Delete exactly this Secret (uid and resourceVersion preconditions).
     Delete {
         /// Its name.
@@ -474,15 +483,21 @@ fn built(
                 Decision::Create => Some(target::CREATE_ONLY.to_string()),
                 _ => input.existing.and_then(|s| s.resource_version()),
             };
-            out.write = Some(Write::Apply {
-                object: Box::new(target::apply_object(
-                    desired,
-                    &ns,
-                    input.owner,
-                    creation,
-                    precondition.as_deref(),
-                )),
-                field_manager: target::field_manager(creation, &sref.name_any()),
+            let object =
+                target::apply_object(desired, &ns, input.owner, creation, precondition.as_deref());
+            out.write = Some(match input.existing {
+                // An ESO Secret this SecretRef opted in to adopt: one patch that swaps ESO's
+                // marks for ours along with the data (server-side apply cannot remove ESO's).
+                Some(existing) if !input.owner.owns(existing) && input.owner.adopts(existing) => {
+                    Write::Adopt {
+                        name: tname.clone(),
+                        patch: target::adoption_patch(existing, &object),
+                    }
+                }
+                _ => Write::Apply {
+                    object: Box::new(object),
+                    field_manager: target::field_manager(creation, &sref.name_any()),
+                },
             });
             out.audit.push(AuditNote {
                 action: "write",

@@ -55,6 +55,9 @@ pub struct Ownership {
     /// proofs existed are recognised by their labels only together with that record (a tenant can
     /// write labels on a Secret, not the status of a SecretRef); their next write adds the proof.
     pub claimed_in_status: bool,
+    /// The ExternalSecret (same namespace) whose Secret this SecretRef may take over, from its
+    /// `secretsync.io/adopt-from` annotation ([`adopt_from`]); `None`: no adoption.
+    pub adopt_from: Option<String>,
 }
 
 impl Ownership {
@@ -71,6 +74,130 @@ impl Ownership {
             (None, _) => self.claimed_in_status && labelled_for(secret, &self.sref_name),
         }
     }
+}
+
+impl Ownership {
+    /// Whether this SecretRef may adopt `secret`: it opted in for ExternalSecret `n` and the
+    /// Secret carries External Secrets Operator's marks for exactly that ExternalSecret
+    /// ([`eso_owned_by`]) and no secretsync ownership proof.
+    pub fn adopts(&self, secret: &Secret) -> bool {
+        let proof = secret
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(api::OWNER_ANNOTATION));
+        !proof
+            && self
+                .adopt_from
+                .as_deref()
+                .is_some_and(|n| eso_owned_by(secret, n))
+    }
+}
+
+/// ESO's label on every Secret it manages (`"true"`).
+pub const ESO_MANAGED_LABEL: &str = "reconcile.external-secrets.io/managed";
+/// ESO's label naming the ExternalSecret that created a Secret.
+pub const ESO_CREATED_BY_LABEL: &str = "reconcile.external-secrets.io/created-by";
+/// ESO's annotation with the hash of the data it wrote.
+pub const ESO_DATA_HASH_ANNOTATION: &str = "reconcile.external-secrets.io/data-hash";
+/// The prefix of the `secretsync.io/adopt-from` value.
+pub const ADOPT_PREFIX: &str = "external-secrets.io/ExternalSecret/";
+
+/// The ExternalSecret name of a `secretsync.io/adopt-from` value
+/// (`external-secrets.io/ExternalSecret/<name>`); `None` when malformed.
+pub fn adopt_from(value: &str) -> Option<String> {
+    value
+        .strip_prefix(ADOPT_PREFIX)
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+        .map(str::to_string)
+}
+
+/// Whether `secret` was written by External Secrets Operator for ExternalSecret `name` of its
+/// namespace: ESO's managed label, and a controller ownerReference to that ExternalSecret
+/// (`external-secrets.io/*`, kind `ExternalSecret`). Owner references are namespace-local, so the
+/// ExternalSecret is in the Secret's namespace.
+pub fn eso_owned_by(secret: &Secret, name: &str) -> bool {
+    let managed = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(ESO_MANAGED_LABEL))
+        .map(String::as_str)
+        == Some("true");
+    managed
+        && secret
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| is_eso_ref(r) && r.name == name && r.controller == Some(true))
+}
+
+fn is_eso_ref(r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference) -> bool {
+    r.api_version.split('/').next() == Some(crate::convert::ESO_GROUP) && r.kind == "ExternalSecret"
+}
+
+/// The JSON merge patch that adopts an ESO Secret in one write: `object`'s data, labels and
+/// annotations (the [`apply_object`] of the SecretRef), ESO's ownerReference, labels and data-hash
+/// annotation removed, keys we do not write removed, and `existing`'s `resourceVersion` as the
+/// precondition. The Secret is never deleted or emptied on the way.
+pub fn adoption_patch(existing: &Secret, object: &Secret) -> serde_json::Value {
+    use serde_json::{Map, Value, json};
+    let mut labels: Map<String, Value> = Map::new();
+    for k in [ESO_MANAGED_LABEL, ESO_CREATED_BY_LABEL] {
+        if existing
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(k))
+        {
+            labels.insert(k.into(), Value::Null);
+        }
+    }
+    for (k, v) in object.metadata.labels.iter().flatten() {
+        labels.insert(k.clone(), json!(v));
+    }
+    let mut annotations: Map<String, Value> = Map::new();
+    if existing
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(ESO_DATA_HASH_ANNOTATION))
+    {
+        annotations.insert(ESO_DATA_HASH_ANNOTATION.into(), Value::Null);
+    }
+    for (k, v) in object.metadata.annotations.iter().flatten() {
+        annotations.insert(k.clone(), json!(v));
+    }
+    let want = object.data.clone().unwrap_or_default();
+    let mut data: Map<String, Value> = Map::new();
+    for k in existing.data.iter().flatten().map(|(k, _)| k) {
+        if !want.contains_key(k) {
+            data.insert(k.clone(), Value::Null);
+        }
+    }
+    for (k, v) in &want {
+        data.insert(k.clone(), serde_json::to_value(v).unwrap_or(Value::Null));
+    }
+    let refs: Vec<Value> = existing
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| !is_eso_ref(r))
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .collect();
+    let metadata = json!({
+        "resourceVersion": existing.metadata.resource_version,
+        "labels": labels,
+        "annotations": annotations,
+        "ownerReferences": if refs.is_empty() { Value::Null } else { Value::Array(refs) },
+    });
+    let mut patch = json!({"metadata": metadata, "data": data});
+    if object.immutable == Some(true) {
+        patch["immutable"] = json!(true);
+    }
+    patch
 }
 
 /// Whether `secret` carries the ownership labels of SecretRef `sref_name` (not a proof of anything:
@@ -118,7 +245,7 @@ pub fn decide(
         return Decision::Create;
     };
     let name = &desired.name;
-    if creation != CreationPolicy::Merge && !owner.owns(secret) {
+    if creation != CreationPolicy::Merge && !owner.owns(secret) && !owner.adopts(secret) {
         let owner = secret
             .metadata
             .labels
@@ -312,6 +439,7 @@ mod tests {
             sref_name: sref.into(),
             proof: Some(format!("proof-of-{sref}")),
             claimed_in_status: false,
+            adopt_from: None,
         }
     }
 
@@ -357,6 +485,130 @@ mod tests {
         assert_ne!(p, k.ownership_proof("ns", "t", "s", "uid-2"));
         assert_ne!(p, k.ownership_proof("ns2", "t", "s", "uid-1"));
         assert_ne!(p, key_b().ownership_proof("ns", "t", "s", "uid-1"));
+    }
+
+    /// A Secret as ESO writes it for ExternalSecret `es`.
+    fn eso_secret(d: &DesiredSecret, es: &str) -> Secret {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let mut s = unowned(secret_from(d, "s"));
+        s.metadata.labels = Some([(ESO_MANAGED_LABEL.to_string(), "true".to_string())].into());
+        s.metadata.annotations =
+            Some([(ESO_DATA_HASH_ANNOTATION.to_string(), "h".to_string())].into());
+        s.metadata.resource_version = Some("42".into());
+        s.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "external-secrets.io/v1".into(),
+            kind: "ExternalSecret".into(),
+            name: es.into(),
+            uid: "uid-es".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]);
+        s
+    }
+
+    #[test]
+    fn adoption_needs_the_opt_in_and_esos_marks_for_that_externalsecret() {
+        let d = desired("a");
+        let es = eso_secret(&d, "db");
+        let adopting = Ownership {
+            adopt_from: adopt_from("external-secrets.io/ExternalSecret/db"),
+            ..own("s")
+        };
+        assert!(adopting.adopts(&es));
+        let decide_with = |o: &Ownership, s: &Secret| {
+            decide(
+                Some(s),
+                &d,
+                o,
+                CreationPolicy::Owner,
+                DriftPolicy::Revert,
+                None,
+                &key(),
+            )
+        };
+        // Same data: written once (marks), never a rotation.
+        assert_eq!(
+            decide_with(&adopting, &es),
+            Decision::Update {
+                rotation: false,
+                drift: false
+            }
+        );
+        // Without the opt-in, or for another ExternalSecret, or without ESO's marks: refused.
+        for (o, s) in [
+            (own("s"), es.clone()),
+            (
+                Ownership {
+                    adopt_from: adopt_from("external-secrets.io/ExternalSecret/other"),
+                    ..own("s")
+                },
+                es.clone(),
+            ),
+            (adopting.clone(), unowned(secret_from(&d, "s"))),
+            (adopting.clone(), {
+                let mut x = es.clone();
+                x.metadata.labels = None;
+                x
+            }),
+            (adopting.clone(), {
+                let mut x = es.clone();
+                if let Some(r) = x.metadata.owner_references.as_mut() {
+                    r[0].kind = "Deployment".into();
+                }
+                x
+            }),
+            (adopting.clone(), {
+                let mut x = es.clone();
+                if let Some(r) = x.metadata.owner_references.as_mut() {
+                    r[0].api_version = "example.com/v1".into();
+                }
+                x
+            }),
+            // Another SecretRef's Secret (a secretsync proof) is never adopted.
+            (adopting.clone(), {
+                let mut x = es.clone();
+                x.metadata
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(api::OWNER_ANNOTATION.into(), "proof-of-t".into());
+                x
+            }),
+        ] {
+            assert!(
+                matches!(
+                    decide_with(&o, &s),
+                    Decision::Refused {
+                        reason: Reason::TargetConflict,
+                        ..
+                    }
+                ),
+                "{o:?}"
+            );
+        }
+        assert_eq!(adopt_from("external-secrets.io/ExternalSecret/"), None);
+        assert_eq!(adopt_from("ExternalSecret/db"), None);
+    }
+
+    #[test]
+    fn the_adoption_patch_swaps_marks_and_data_in_one_write() {
+        let d = desired("a");
+        let mut es = eso_secret(&d, "db");
+        if let Some(data) = es.data.as_mut() {
+            data.insert("extra".into(), ByteString(b"x".to_vec()));
+        }
+        let object = apply_object(&d, "ns", &own("s"), CreationPolicy::Owner, Some("42"));
+        let p = adoption_patch(&es, &object);
+        assert_eq!(p["metadata"]["resourceVersion"], "42");
+        assert!(p["metadata"]["ownerReferences"].is_null());
+        assert!(p["metadata"]["labels"][ESO_MANAGED_LABEL].is_null());
+        assert_eq!(p["metadata"]["labels"][api::SECRETREF_LABEL], "s");
+        assert!(p["metadata"]["annotations"][ESO_DATA_HASH_ANNOTATION].is_null());
+        assert_eq!(
+            p["metadata"]["annotations"][api::OWNER_ANNOTATION],
+            "proof-of-s"
+        );
+        assert_eq!(p["data"]["pw"], "YQ==");
+        assert!(p["data"]["extra"].is_null());
     }
 
     fn key_b() -> HmacKey {

@@ -50,12 +50,41 @@ fn environment() -> Environment<'static> {
             )
         })
     });
+    // Go's `%q` (sprig `quote`), for templates converted from External Secrets Operator.
+    env.add_filter("quote", |s: String| go_quote(&s));
     env.add_filter("fromjson", |s: String| -> Result<Value, Error> {
         serde_json::from_str::<serde_json::Value>(&s)
             .map(|v| Value::from(minijinja::value::Serde(v)))
             .map_err(|_| Error::new(ErrorKind::InvalidOperation, "fromjson: input is not JSON"))
     });
     env
+}
+
+/// A string quoted like Go's `strconv.Quote` (`%q`): `"` and `\\` escaped, `\n`/`\t`/... as
+/// escapes, other control characters as `\xNN` / `\uNNNN`, printable characters as they are.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn describe(key: &str, e: &Error) -> String {
