@@ -696,6 +696,7 @@ fn external_secret_spec(
         data.push(DataItem {
             secret_key,
             remote_ref: remote_ref(&r)?,
+            validate: None,
         });
     }
     let mut data_from = Vec::new();
@@ -915,6 +916,7 @@ fn target(t: &J, w: &mut Vec<String>) -> Result<Option<Target>, ConvertError> {
             out.template = Some(Template {
                 data: translated,
                 merge_policy: merge,
+                validate: Default::default(),
             });
         }
     }
