@@ -113,11 +113,7 @@ async fn converted_output_passes_the_offline_check() {
         offline: OfflineArgs {
             files: Vec::new(),
             namespace: "default".into(),
-            master_key: Default::default(),
-            file_stores: Vec::new(),
-            store_overrides: Vec::new(),
-            namespace_labels: Vec::new(),
-            controller_namespace: "secretsync-system".into(),
+            stores: Default::default(),
         },
         output: CheckOutput::Text,
     };
@@ -136,11 +132,7 @@ async fn converted_output_passes_the_offline_check() {
         allow_partial: false,
         adopt: false,
         check: true,
-        master_key: Default::default(),
-        file_stores: Vec::new(),
-        store_overrides: Vec::new(),
-        namespace_labels: Vec::new(),
-        controller_namespace: "secretsync-system".into(),
+        stores: Default::default(),
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let ok = secretsync::cli::convert::run(&cargs, &mut out, &mut err)
@@ -161,11 +153,7 @@ async fn converted_templates_render_like_eso() {
     let offline = OfflineArgs {
         files: Vec::new(),
         namespace: "default".into(),
-        master_key: Default::default(),
-        file_stores: Vec::new(),
-        store_overrides: Vec::new(),
-        namespace_labels: Vec::new(),
-        controller_namespace: "secretsync-system".into(),
+        stores: Default::default(),
     };
     let off = secretsync::cli::offline::Offline::new(&loaded, &offline).unwrap();
     let ev =
@@ -190,11 +178,7 @@ fn args(files: Vec<PathBuf>) -> ConvertArgs {
         allow_partial: false,
         adopt: false,
         check: false,
-        master_key: Default::default(),
-        file_stores: Vec::new(),
-        store_overrides: Vec::new(),
-        namespace_labels: Vec::new(),
-        controller_namespace: "secretsync-system".into(),
+        stores: Default::default(),
     }
 }
 

@@ -24,8 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::check::{self, CheckArgs, CheckOutput};
-use super::manifests::{self, CliError, OfflineArgs, Source};
-use crate::cli::store::MasterKeyArgs;
+use super::manifests::{self, CliError, OfflineArgs, Source, StoreArgs};
 use crate::convert::{self, Converted, Options, Outcome};
 
 /// `secretsync convert` options.
@@ -50,21 +49,9 @@ pub struct ConvertArgs {
     /// Run the converted objects through `secretsync check` (report on stderr).
     #[arg(long)]
     pub check: bool,
-    /// The master key of file stores (for --check).
+    /// For --check: how stores are served offline (as for `secretsync check`).
     #[command(flatten)]
-    pub master_key: MasterKeyArgs,
-    /// For --check: read file store NAME's document from PATH. Repeatable.
-    #[arg(long = "file-store", value_name = "NAME=PATH")]
-    pub file_stores: Vec<String>,
-    /// For --check: serve store NAME from SECRETSYNC_* environment variables. Repeatable.
-    #[arg(long = "store-override", value_name = "NAME=env")]
-    pub store_overrides: Vec<String>,
-    /// For --check: a label of a namespace. Repeatable.
-    #[arg(long = "namespace-labels", value_name = "NS=KEY=VALUE")]
-    pub namespace_labels: Vec<String>,
-    /// For --check: the namespace the controller runs in.
-    #[arg(long, value_name = "NS", default_value = "secretsync-system")]
-    pub controller_namespace: String,
+    pub stores: StoreArgs,
 }
 
 /// One refused object.
@@ -270,11 +257,7 @@ pub async fn run(
         offline: OfflineArgs {
             files: Vec::new(),
             namespace: args.namespace.clone(),
-            master_key: args.master_key.clone(),
-            file_stores: args.file_stores.clone(),
-            store_overrides: args.store_overrides.clone(),
-            namespace_labels: args.namespace_labels.clone(),
-            controller_namespace: args.controller_namespace.clone(),
+            stores: args.stores.clone(),
         },
         output: CheckOutput::Text,
     };

@@ -95,6 +95,14 @@ pub struct OfflineArgs {
     /// Namespace of objects that do not set one (like kubectl's default namespace).
     #[arg(short = 'n', long, value_name = "NS", default_value = "default")]
     pub namespace: String,
+    /// How stores are served offline.
+    #[command(flatten)]
+    pub stores: StoreArgs,
+}
+
+/// How `check`, `render` and `convert --check` serve stores offline.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArgs {
     /// The master key of file stores.
     #[command(flatten)]
     pub master_key: MasterKeyArgs,
@@ -111,6 +119,19 @@ pub struct OfflineArgs {
     /// the controller's own identity or files, as in the cluster.
     #[arg(long, value_name = "NS", default_value = "secretsync-system")]
     pub controller_namespace: String,
+}
+
+impl Default for StoreArgs {
+    /// No store options, the controller in `secretsync-system` (the command line's defaults).
+    fn default() -> Self {
+        StoreArgs {
+            master_key: MasterKeyArgs::default(),
+            file_stores: Vec::new(),
+            store_overrides: Vec::new(),
+            namespace_labels: Vec::new(),
+            controller_namespace: "secretsync-system".into(),
+        }
+    }
 }
 
 /// One problem found with an object: a stable reason, the field at fault, and a message without values.

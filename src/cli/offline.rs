@@ -65,11 +65,11 @@ impl<'a> Offline<'a> {
     /// Parses the store options. Options naming no store in the manifests are warned about on stderr.
     pub fn new(manifests: &'a Manifests, args: &OfflineArgs) -> Result<Self, CliError> {
         let file_stores: BTreeMap<String, PathBuf> =
-            parse_pairs("--file-store", &args.file_stores)?
+            parse_pairs("--file-store", &args.stores.file_stores)?
                 .into_iter()
                 .map(|(k, v)| (k, PathBuf::from(v)))
                 .collect();
-        let overrides = parse_pairs("--store-override", &args.store_overrides)?;
+        let overrides = parse_pairs("--store-override", &args.stores.store_overrides)?;
         let mut env_stores = BTreeSet::new();
         for (name, provider) in overrides {
             if provider != "env" {
@@ -80,7 +80,7 @@ impl<'a> Offline<'a> {
             env_stores.insert(name);
         }
         let mut namespace_labels = manifests.namespace_labels.clone();
-        for item in &args.namespace_labels {
+        for item in &args.stores.namespace_labels {
             let parsed = item
                 .split_once('=')
                 .and_then(|(ns, kv)| Some((ns, kv.split_once('=')?)))
@@ -95,7 +95,7 @@ impl<'a> Offline<'a> {
                 .or_default()
                 .insert(k.to_string(), v.to_string());
         }
-        if args.controller_namespace.is_empty() {
+        if args.stores.controller_namespace.is_empty() {
             return Err(CliError::Usage(
                 "--controller-namespace must not be empty".into(),
             ));
@@ -123,8 +123,8 @@ impl<'a> Offline<'a> {
             file_stores,
             env_stores,
             namespace_labels,
-            controller_namespace: args.controller_namespace.clone(),
-            master_key_file: args.master_key.master_key_file.clone(),
+            controller_namespace: args.stores.controller_namespace.clone(),
+            master_key_file: args.stores.master_key.master_key_file.clone(),
             keyring: Mutex::new(None),
             providers: Mutex::new(HashMap::new()),
         })
