@@ -11,7 +11,35 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
+use secretsync::providers::file::{MasterKey, Store};
 use serde_json::json;
+
+/// The file store's document as kept in its ConfigMap.
+fn store_document(s: &Store) -> String {
+    String::from_utf8(s.to_bytes().unwrap()).unwrap()
+}
+
+/// Publishes `store` as SecretStore `files`: its document in ConfigMap `files` (key `store.json`) and
+/// its master key in Secret `mk`.
+async fn publish_file_store(env: &Env, store: &Store, key: &MasterKey) {
+    env.api::<ConfigMap>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "files"}, "data": {"store.json": store_document(store)}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    env.apply::<k8s_openapi::api::core::v1::Secret>("mk", json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mk"}, "stringData": {key.id(): key.to_text().as_str()}})).await;
+    env.apply::<secretsync::api::SecretStore>(
+        "files",
+        json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretStore", "metadata": {"name": "files"},
+               "spec": {"provider": {"file": {"configMapRef": {"name": "files", "key": "store.json"}, "masterKeySecretRef": {"name": "mk"}}}}}),
+    )
+    .await;
+}
 
 fn deployment(name: &str, uses: Option<&str>) -> serde_json::Value {
     let env = match uses {
@@ -204,7 +232,7 @@ async fn rotation_restarts_each_workload_once_and_is_audited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_warning_force_sync_and_pause() {
-    use secretsync::providers::file::{Keyring, MasterKey, Store};
+    use secretsync::providers::file::Keyring;
     use secretsync::value::SecretBytes;
     let env = Env::start("expiry").await;
     let _op = env.operator(&[]).await;
@@ -216,23 +244,8 @@ async fn expiry_warning_force_sync_and_pause() {
         .put("cert", &SecretBytes::from("v1"), Some(expires), None)
         .unwrap();
     let cms: Api<ConfigMap> = env.api();
-    let doc = |s: &Store| String::from_utf8(s.to_bytes().unwrap()).unwrap();
-    cms.create(
-        &PostParams::default(),
-        &serde_json::from_value(
-            json!({"metadata": {"name": "files"}, "data": {"store.json": doc(&store)}}),
-        )
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    env.apply::<k8s_openapi::api::core::v1::Secret>("mk", json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mk"}, "stringData": {key.id(): key.to_text().as_str()}})).await;
-    env.apply::<secretsync::api::SecretStore>(
-        "files",
-        json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretStore", "metadata": {"name": "files"},
-               "spec": {"provider": {"file": {"configMapRef": {"name": "files", "key": "store.json"}, "masterKeySecretRef": {"name": "mk"}}}}}),
-    )
-    .await;
+    let doc = store_document;
+    publish_file_store(&env, &store, &key).await;
     env.secretref("tls", json!({"storeRef": {"name": "files"}, "refreshInterval": "1h", "expiry": {"warnBefore": "2h"}, "data": [{"secretKey": "crt", "remoteRef": {"key": "cert"}}]})).await;
     env.wait_ready("tls", "True", "Synced").await;
     let st = env.sref("tls").await.unwrap().status.unwrap();
@@ -552,7 +565,7 @@ fn tls_pair(days: i64) -> TestTls {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_values_are_never_written_and_certificates_expire() {
-    use secretsync::providers::file::{Keyring, MasterKey, Store};
+    use secretsync::providers::file::Keyring;
     use secretsync::value::SecretBytes;
     let env = Env::start("validate").await;
     let audit = env.dir.path().join("audit.jsonl");
@@ -577,23 +590,8 @@ async fn invalid_values_are_never_written_and_certificates_expire() {
             .unwrap();
     }
     let cms: Api<ConfigMap> = env.api();
-    let doc = |s: &Store| String::from_utf8(s.to_bytes().unwrap()).unwrap();
-    cms.create(
-        &PostParams::default(),
-        &serde_json::from_value(
-            json!({"metadata": {"name": "files"}, "data": {"store.json": doc(&store)}}),
-        )
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    env.apply::<k8s_openapi::api::core::v1::Secret>("mk", json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mk"}, "stringData": {key.id(): key.to_text().as_str()}})).await;
-    env.apply::<secretsync::api::SecretStore>(
-        "files",
-        json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretStore", "metadata": {"name": "files"},
-               "spec": {"provider": {"file": {"configMapRef": {"name": "files", "key": "store.json"}, "masterKeySecretRef": {"name": "mk"}}}}}),
-    )
-    .await;
+    let doc = store_document;
+    publish_file_store(&env, &store, &key).await;
 
     // (a) Valid JSON, then a rotation to truncated JSON: refused, the old data stays.
     env.secretref(
