@@ -363,10 +363,13 @@ pub async fn run(
     tokio::select! {
         _ = &mut shutdown => { watches.abort(); return; }
         _ = async {
-            let _ = caches.namespaces.wait_until_ready().await;
-            let _ = caches.csrefs.wait_until_ready().await;
-            let _ = caches.srefs.wait_until_ready().await;
-            let _ = caches.cstores.wait_until_ready().await;
+            // `synced` re-checks: a waiter can miss the store's readiness wake-up.
+            futures::join!(
+                super::synced(&caches.namespaces),
+                super::synced(&caches.csrefs),
+                super::synced(&caches.srefs),
+                super::synced(&caches.cstores),
+            );
         } => {}
     }
     info!("ClusterSecretRef fan-out started");
