@@ -20,6 +20,10 @@
 //! the Kubernetes call that failed), `events` (events within the API server's limits),
 //! `store_status` (the `Ready` condition of stores), `restart` (debounced rollouts after a
 //! rotation), `property` and `template` (evaluating what `api::syntax` checked).
+//!
+//! Beside the controller, in cluster scope: `fanout` keeps the SecretRefs of ClusterSecretRefs (one
+//! per selected namespace), from its own Namespace and ClusterSecretRef watches and the SecretRef and
+//! ClusterSecretStore caches above; only the leader writes.
 
 pub mod conditions;
 pub mod context;
