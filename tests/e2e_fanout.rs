@@ -184,6 +184,47 @@ async fn fans_out_to_fifty_namespaces_with_one_read_per_key() {
         "one provider read per key per refresh cycle, got {reads} for 50 SecretRefs"
     );
 
+    // Steady state: no rewrites of the generated SecretRefs (their resourceVersions hold).
+    let versions = |env: &Env| {
+        let (env, name, namespaces) = (env.client.clone(), name.clone(), namespaces.clone());
+        async move {
+            let mut v = Vec::new();
+            for n in namespaces.iter().take(10) {
+                let s = Api::<SecretRef>::namespaced(env.clone(), n)
+                    .get(&name)
+                    .await
+                    .expect("generated SecretRef");
+                v.push(s.metadata.resource_version);
+            }
+            v
+        }
+    };
+    let before = versions(&env).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        before,
+        versions(&env).await,
+        "generated SecretRefs rewritten in steady state"
+    );
+
+    // A template change reaches every generated SecretRef.
+    let mut changed = csref_obj(
+        &name,
+        &store,
+        json!({"matchLabels": {sel_key.as_str(): "yes"}}),
+    );
+    changed["spec"]["template"]["refreshInterval"] = json!("2h");
+    apply_cluster::<ClusterSecretRef>(&env, &name, changed).await;
+    for n in &namespaces {
+        eventually(WAIT, &format!("template change in {n}"), || async {
+            sref_in(&env, n, &name)
+                .await
+                .filter(|s| s.spec.refresh_interval.as_deref() == Some("2h"))
+                .map(|_| ())
+        })
+        .await;
+    }
+
     // Stops matching: the SecretRef goes (deletionPolicy Retain: the Secret stays).
     let moved = &namespaces[7];
     label_ns(&env, moved, &sel_key, None).await;
@@ -280,7 +321,8 @@ async fn excluded_and_foreign_namespaces_fail_without_writes() {
         )
         .await
         .expect("foreign SecretRef");
-    let _op = env.operator_cluster_wide(&[]).await;
+    // With leader election: the fan-out writes once this (only) replica holds the lease.
+    let _op = env.operator_cluster_wide(&["--leader-elect"]).await;
     apply_cluster::<ClusterSecretRef>(
         &env,
         &name,
