@@ -431,7 +431,10 @@ async fn resync(client: &Client, caches: &Caches, leader: &AtomicBool) -> Result
                 namespace: s.namespace().unwrap_or_default(),
                 owned: is_owned_by(s, csref),
                 up_to_date: up_to_date(s, &csref.spec.template, &name),
-                ready: cond::ready(s.status.as_ref()).is_some_and(|(ok, _)| ok),
+                // Ready for the current spec (not a Ready left from before a template change).
+                ready: cond::ready(s.status.as_ref()).is_some_and(|(ok, _)| ok)
+                    && s.status.as_ref().and_then(|st| st.observed_generation)
+                        == s.metadata.generation,
                 uid: s.uid(),
             })
             .collect();
@@ -443,19 +446,19 @@ async fn resync(client: &Client, caches: &Caches, leader: &AtomicBool) -> Result
             first_error.get_or_insert(e);
         }
     }
-    // Generated SecretRefs whose ClusterSecretRef is gone (the garbage collector removes them too;
-    // this covers API servers without one). Only those owned by a ClusterSecretRef of that name.
-    let live: BTreeSet<String> = csrefs.iter().map(|c| c.name_any()).collect();
+    // Generated SecretRefs whose ClusterSecretRef is gone, or was replaced by a new one of the same
+    // name (the garbage collector removes them too; this covers API servers without one). Only those
+    // labelled and owned by a ClusterSecretRef of that name.
+    let live: BTreeSet<String> = csrefs.iter().filter_map(|c| c.uid()).collect();
     for s in &srefs {
         let Some(owner) = s.labels().get(CLUSTER_SECRETREF_LABEL) else {
             continue;
         };
-        let owned = s
+        let orphaned = s
             .owner_references()
             .iter()
-            .any(|o| o.kind == "ClusterSecretRef" && &o.name == owner);
-        if owned
-            && !live.contains(owner)
+            .any(|o| o.kind == "ClusterSecretRef" && &o.name == owner && !live.contains(&o.uid));
+        if orphaned
             && s.metadata.deletion_timestamp.is_none()
             && leader.load(Ordering::Relaxed)
             && let Err(e) = delete(client, s).await
