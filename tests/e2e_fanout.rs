@@ -396,9 +396,48 @@ async fn excluded_and_foreign_namespaces_fail_without_writes() {
     assert_eq!(f.spec.data[0].secret_key, "mine");
     assert!(secret_in(&env, &foreign, &name).await.is_none());
 
-    let _ = Api::<ClusterSecretRef>::all(env.client.clone())
+    // Deleted and created again under the same name: the new one owns the SecretRef (the old one's
+    // goes, by the garbage collector or the fan-out), and the foreign one is still untouched.
+    let csrefs = Api::<ClusterSecretRef>::all(env.client.clone());
+    csrefs
         .delete(&name, &DeleteParams::default())
-        .await;
+        .await
+        .expect("delete ClusterSecretRef");
+    apply_cluster::<ClusterSecretRef>(
+        &env,
+        &name,
+        csref_obj(
+            &name,
+            &store,
+            json!({"matchLabels": {sel_key.as_str(): "yes"}}),
+        ),
+    )
+    .await;
+    let uid = csrefs.get(&name).await.expect("recreated").metadata.uid;
+    eventually(
+        WAIT,
+        "the recreated ClusterSecretRef owns the SecretRef",
+        || async {
+            sref_in(&env, &ok, &name).await.filter(|s| {
+                s.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_some_and(|o| o.iter().any(|o| Some(&o.uid) == uid.as_ref()))
+            })
+        },
+    )
+    .await;
+    let f = sref_in(&env, &foreign, &name)
+        .await
+        .expect("foreign SecretRef");
+    assert!(
+        f.metadata
+            .owner_references
+            .as_ref()
+            .is_none_or(|o| o.is_empty())
+    );
+
+    let _ = csrefs.delete(&name, &DeleteParams::default()).await;
     let _ = Api::<ClusterSecretStore>::all(env.client.clone())
         .delete(&store, &DeleteParams::default())
         .await;
