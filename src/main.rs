@@ -105,6 +105,9 @@ struct ControllerArgs {
     /// Quiet period after the last rotation before workloads are restarted (a burst restarts once).
     #[arg(long, env = "SECRETSYNC_RESTART_DEBOUNCE", default_value = "10s", value_parser = parse_duration)]
     restart_debounce: std::time::Duration,
+    /// Run the ClusterSecretRef fan-out (cluster scope only: ignored with `--namespace`).
+    #[arg(long, env = "SECRETSYNC_CLUSTER_SECRETREFS", default_value_t = true, action = clap::ArgAction::Set)]
+    cluster_secretrefs: bool,
     /// Elect a leader through a Lease in the controller's namespace; only the holder writes.
     #[arg(long, env = "SECRETSYNC_LEADER_ELECT")]
     leader_elect: bool,
@@ -203,6 +206,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         hmac_key_secret: args.hmac_key_secret,
         allow_insecure_endpoints: args.allow_insecure_endpoints,
         restart_debounce: args.restart_debounce,
+        cluster_secretrefs: args.cluster_secretrefs,
         leader_election: args.leader_elect.then(|| {
             secretsync::controller::context::LeaseSettings {
                 lease_name: args.leader_elect_lease_name.clone(),

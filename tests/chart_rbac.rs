@@ -52,6 +52,20 @@ fn allowed() -> BTreeMap<(&'static str, &'static str), BTreeSet<&'static str>> {
         "secretrefs",
         &["get", "list", "watch", "patch", "update"],
     );
+    // The ClusterSecretRef fan-out (scope cluster, `clusterSecretRefs.enabled`): it creates and
+    // deletes the generated SecretRefs, and lists/watches Namespaces for their labels.
+    add("secretsync.io", "secretrefs", &["create", "delete"]);
+    add(
+        "secretsync.io",
+        "clustersecretrefs",
+        &["get", "list", "watch"],
+    );
+    add(
+        "secretsync.io",
+        "clustersecretrefs/status",
+        &["patch", "update"],
+    );
+    add("", "namespaces", &["list", "watch"]);
     add("secretsync.io", "secretstores", &["get", "list", "watch"]);
     add("secretsync.io", "secretrefs/status", &["patch", "update"]);
     add("secretsync.io", "secretstores/status", &["patch", "update"]);

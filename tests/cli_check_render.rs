@@ -641,3 +641,40 @@ fn inline_values_never_reach_error_text() {
     assert!(stdout(&out).contains("[InvalidRemoteValue]"), "{out:?}");
     assert_no_leak(&out);
 }
+
+/// A ClusterSecretRef is recognised and validated (not expanded over Namespace manifests): a valid one
+/// is counted, not failed; one over a namespaced store is an input error.
+#[test]
+fn cluster_secretrefs_are_recognised() {
+    let dir = setup();
+    let csref = |kind: &str| {
+        format!(
+            "apiVersion: secretsync.io/v1alpha1\nkind: ClusterSecretRef\nmetadata: {{name: registry}}\n\
+             spec:\n  namespaces: [demo]\n  template:\n    storeRef: {{name: shared, kind: {kind}}}\n    \
+             data: [{{secretKey: k, remoteRef: {{key: /demo/api}}}}]\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("good/csref.yaml"),
+        csref("ClusterSecretStore"),
+    )
+    .unwrap();
+    let out = run(dir.path(), &words(GOOD), None, &[]);
+    assert_eq!(code(&out), 0, "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains("note: 1 ClusterSecretRef(s) recognised"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("OK: 2 SecretRef(s) resolve, 1 other object(s) ignored\n"),
+        "{text}"
+    );
+    std::fs::write(dir.path().join("good/csref.yaml"), csref("SecretStore")).unwrap();
+    let out = run(dir.path(), &words(GOOD), None, &[]);
+    assert_eq!(code(&out), 2, "{out:?}");
+    assert!(
+        stderr(&out).contains("ClusterSecretRef/registry"),
+        "{out:?}"
+    );
+}

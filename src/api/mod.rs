@@ -1,5 +1,6 @@
 //! The custom resources of `secretsync.io/v1alpha1`, shared names, and validation.
 
+pub mod clustersecretref;
 pub mod duration;
 pub mod reason;
 pub mod secretref;
@@ -7,6 +8,7 @@ pub mod store;
 pub mod syntax;
 pub mod validation;
 
+pub use clustersecretref::*;
 pub use reason::Reason;
 pub use secretref::*;
 pub use store::*;
@@ -78,7 +80,7 @@ pub struct SecretKeySelector {
     pub key: String,
 }
 
-/// The CRDs of all three kinds, in a stable order. Schema `default:`s are removed: defaults are
+/// The CRDs of all four kinds, in a stable order. Schema `default:`s are removed: defaults are
 /// applied by the controller, so GitOps tools never see a permanent diff.
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
@@ -88,6 +90,7 @@ pub fn crds()
         SecretRef::crd(),
         SecretStore::crd(),
         ClusterSecretStore::crd(),
+        ClusterSecretRef::crd(),
     ]
     .into_iter()
     .map(|crd| {

@@ -73,6 +73,8 @@ pub struct Report {
     pub secret_refs: Vec<SecretRefReport>,
     /// Per store manifest.
     pub stores: Vec<StoreReport>,
+    /// ClusterSecretRefs recognised (validated, not expanded over namespaces).
+    pub cluster_secret_refs: usize,
     /// Objects of other kinds that were ignored.
     pub ignored_objects: usize,
 }
@@ -159,6 +161,7 @@ pub fn report(manifests: &Manifests, evaluated: &[Evaluated]) -> Report {
         ok: secret_refs.iter().all(|s| s.ok) && stores.iter().all(|s| s.ok),
         secret_refs,
         stores,
+        cluster_secret_refs: manifests.cluster_secret_refs,
         ignored_objects: manifests.ignored,
     }
 }
@@ -194,6 +197,13 @@ pub fn write_text(
     }
     let failing = report.secret_refs.iter().filter(|s| !s.ok).count();
     let bad_stores = report.stores.iter().filter(|s| !s.ok).count();
+    if report.cluster_secret_refs > 0 {
+        writeln!(
+            out,
+            "note: {} ClusterSecretRef(s) recognised (validated; their SecretRefs are not expanded)",
+            report.cluster_secret_refs
+        )?;
+    }
     if report.ok {
         writeln!(
             out,

@@ -27,7 +27,9 @@ use std::process::ExitCode;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
-use crate::api::{ClusterSecretStore, Reason, SecretRef, SecretStore, validation};
+use crate::api::{
+    ClusterSecretRef, ClusterSecretStore, Reason, SecretRef, SecretStore, validation,
+};
 use crate::cli::store::MasterKeyArgs;
 use crate::stores::StoreError;
 
@@ -222,6 +224,8 @@ pub struct Manifests {
     pub config_maps: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
     /// Labels of `Namespace` objects found in the manifests.
     pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// How many ClusterSecretRefs were found (validated; not expanded over namespaces).
+    pub cluster_secret_refs: usize,
     /// How many objects of other kinds were ignored.
     pub ignored: usize,
 }
@@ -477,7 +481,7 @@ fn add_value(
     let Some(name) = str_at(&value, &["metadata", "name"]).map(str::to_string) else {
         return Err(input(format!("{kind} has no metadata.name")));
     };
-    let namespace = (kind != "ClusterSecretStore").then(|| {
+    let namespace = (kind != "ClusterSecretStore" && kind != "ClusterSecretRef").then(|| {
         str_at(&value, &["metadata", "namespace"])
             .unwrap_or(default_namespace)
             .to_string()
@@ -545,9 +549,26 @@ fn add_value(
                 problems,
             });
         }
+        "ClusterSecretRef" => {
+            // Recognised and validated; its SecretRefs are not expanded over Namespace manifests.
+            let (_, problems) = typed::<ClusterSecretRef>(&value, |o| {
+                let mut p = validation_problems(validation::validate_secretref(&o.spec.template));
+                cel_problems(o.validate_cel().map_err(|e| e.into_vec()), &mut p);
+                p
+            });
+            if let Some(p) = problems.first() {
+                return Err(input(format!(
+                    "{id}: {}: {} ({} problem(s))",
+                    p.field,
+                    p.message,
+                    problems.len()
+                )));
+            }
+            m.cluster_secret_refs += 1;
+        }
         other => {
             return Err(input(format!(
-                "unknown kind {other:?} in {}; expected SecretRef, SecretStore or ClusterSecretStore",
+                "unknown kind {other:?} in {}; expected SecretRef, SecretStore, ClusterSecretStore or ClusterSecretRef",
                 crate::api::GROUP
             )));
         }

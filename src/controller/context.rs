@@ -37,6 +37,8 @@ pub struct Settings {
     pub allow_insecure_endpoints: bool,
     /// Quiet period after the last rotation before a workload is restarted.
     pub restart_debounce: Duration,
+    /// Keep the SecretRefs of ClusterSecretRefs (`--cluster-secretrefs`; only without `namespace`).
+    pub cluster_secretrefs: bool,
     /// Leader election (`--leader-elect`); `None`: this replica always writes.
     pub leader_election: Option<LeaseSettings>,
 }

@@ -20,12 +20,17 @@
 //! the Kubernetes call that failed), `events` (events within the API server's limits),
 //! `store_status` (the `Ready` condition of stores), `restart` (debounced rollouts after a
 //! rotation), `property` and `template` (evaluating what `api::syntax` checked).
+//!
+//! Beside the controller, in cluster scope: `fanout` keeps the SecretRefs of ClusterSecretRefs (one
+//! per selected namespace), from its own Namespace and ClusterSecretRef watches and the SecretRef and
+//! ClusterSecretStore caches above; only the leader writes.
 
 pub mod conditions;
 pub mod context;
 pub mod desired;
 pub mod error;
 pub mod events;
+pub mod fanout;
 pub mod leader;
 pub mod priority;
 pub mod property;
@@ -186,11 +191,17 @@ pub async fn run(
     )
     .applied_objects();
     let (cstore_reader, cstore_writer) = reflector::store::<ClusterSecretStore>();
-    let cstore_stream = reflector::reflector(
-        cstore_writer,
-        watcher(cluster_stores, watcher::Config::default().any_semantic()),
-    )
-    .applied_objects();
+    // Changes the ClusterSecretRef fan-out must see (SecretRefs and ClusterSecretStores).
+    let fanout_changed = Arc::new(tokio::sync::Notify::new());
+    let cstore_stream = {
+        let changed = fanout_changed.clone();
+        reflector::reflector(
+            cstore_writer,
+            watcher(cluster_stores, watcher::Config::default().any_semantic()),
+        )
+        .inspect(move |_| changed.notify_one())
+        .applied_objects()
+    };
 
     let secret_cfg = watcher::Config::default()
         .labels(&format!(
@@ -273,6 +284,10 @@ pub async fn run(
             }
         }),
     )
+    .inspect({
+        let changed = fanout_changed.clone();
+        move |_| changed.notify_one()
+    })
     .inspect(move |ev| {
         if let Ok(watcher::Event::Apply(s)) = ev
             && priority::is_urgent(s)
@@ -281,6 +296,17 @@ pub async fn run(
         }
     })
     .applied_objects();
+    // The ClusterSecretRef fan-out: cluster scope only (it writes SecretRefs in any namespace).
+    let fanout = (ctx.settings.cluster_secretrefs && ctx.settings.namespace.is_none()).then(|| {
+        tokio::spawn(fanout::run(
+            client.clone(),
+            sref_reader.clone(),
+            cstore_reader.clone(),
+            fanout_changed.clone(),
+            leader.clone(),
+            stop(),
+        ))
+    });
     let controller = Controller::for_stream(sref_stream, sref_reader.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .trigger_backoff(WatchBackoff::default());
@@ -399,6 +425,9 @@ pub async fn run(
     let _ = fast_lane.await;
     let _ = restarter.await;
     let _ = store_checks.await;
+    if let Some(t) = fanout {
+        let _ = t.await;
+    }
     if let Some(t) = lease_task {
         let _ = t.await;
     }

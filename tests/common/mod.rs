@@ -842,6 +842,7 @@ fn token_kubeconfig(admin: &Path, user: &str, token: &str) -> String {
 pub async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut expected = 0;
     for entry in std::fs::read_dir(&dir).expect("crds dir") {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("read crd");
@@ -854,6 +855,7 @@ pub async fn install_crds(client: &Client) {
         )
         .await
         .expect("apply crd");
+        expected += 1;
     }
     for _ in 0..100 {
         let all = api.list(&ListParams::default()).await.expect("list crds");
@@ -871,7 +873,7 @@ pub async fn install_crds(client: &Client) {
                     })
             })
             .count();
-        if established == 3 {
+        if established == expected {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -55,3 +55,20 @@
   resources: ["namespaces"]
   verbs: ["get"]
 {{- end }}
+{{- /* The ClusterSecretRef fan-out (scope cluster only): it creates, updates and deletes the SecretRefs of
+ClusterSecretRefs in any namespace it selects. */}}
+{{- define "secretsync.fanoutRules" -}}
+- apiGroups: ["secretsync.io"]
+  resources: ["clustersecretrefs"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["secretsync.io"]
+  resources: ["clustersecretrefs/status"]
+  verbs: ["patch", "update"]
+- apiGroups: ["secretsync.io"]
+  resources: ["secretrefs"]
+  verbs: ["create", "delete"]
+# Namespace labels select where ClusterSecretRefs fan out to (metadata-only watch).
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
