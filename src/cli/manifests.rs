@@ -316,20 +316,34 @@ pub fn documents_of(
         }
         out.push((source.clone(), value));
     }
-    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let source = Source {
-            path: path.to_path_buf(),
-            document: i + 1,
-        };
-        let value = Value::deserialize(doc).map_err(|e| CliError::Yaml {
-            path: path.to_path_buf(),
-            document: i + 1,
-            line: e.location().map(|l| l.line()),
-            message: e.to_string(),
-        })?;
+    for doc in yaml_documents(path, text) {
+        let (source, value) = doc?;
         push(&source, value, out);
     }
     Ok(())
+}
+
+/// The YAML documents of `text` (read from `path`) with where each came from; a malformed one is an
+/// error naming the file, the document and the line.
+fn yaml_documents<'a>(
+    path: &'a Path,
+    text: &'a str,
+) -> impl Iterator<Item = Result<(Source, Value), CliError>> + 'a {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .enumerate()
+        .map(move |(i, doc)| {
+            let value = Value::deserialize(doc).map_err(|e| CliError::Yaml {
+                path: path.to_path_buf(),
+                document: i + 1,
+                line: e.location().map(|l| l.line()),
+                message: e.to_string(),
+            })?;
+            let source = Source {
+                path: path.to_path_buf(),
+                document: i + 1,
+            };
+            Ok((source, value))
+        })
 }
 
 /// Loads and validates the manifests under `paths` (files, directories, or [`STDIN`]). Objects
@@ -361,17 +375,8 @@ fn add_text(
     text: &str,
     default_namespace: &str,
 ) -> Result<(), CliError> {
-    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let source = Source {
-            path: path.to_path_buf(),
-            document: i + 1,
-        };
-        let value = Value::deserialize(doc).map_err(|e| CliError::Yaml {
-            path: path.to_path_buf(),
-            document: i + 1,
-            line: e.location().map(|l| l.line()),
-            message: e.to_string(),
-        })?;
+    for doc in yaml_documents(path, text) {
+        let (source, value) = doc?;
         add_value(m, seen, value, &source, default_namespace)?;
     }
     Ok(())
