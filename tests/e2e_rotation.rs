@@ -14,6 +14,21 @@ use kube::{Api, ResourceExt};
 use secretsync::providers::file::{MasterKey, Store};
 use serde_json::json;
 
+/// `Expiring` is `True` in `st` and exactly one `Expiring` event about SecretRef `name` follows.
+async fn assert_expiring(env: &Env, name: &str, st: &secretsync::api::SecretRefStatus) {
+    assert!(
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Expiring" && c.status == "True"),
+        "{:?}",
+        st.conditions
+    );
+    eventually(Duration::from_secs(10), "Expiring event", || async {
+        (env.count_events(name, "Expiring").await == 1).then_some(())
+    })
+    .await;
+}
+
 /// The file store's document as kept in its ConfigMap.
 fn store_document(s: &Store) -> String {
     String::from_utf8(s.to_bytes().unwrap()).unwrap()
@@ -250,17 +265,7 @@ async fn expiry_warning_force_sync_and_pause() {
     env.wait_ready("tls", "True", "Synced").await;
     let st = env.sref("tls").await.unwrap().status.unwrap();
     assert!(st.expires_at.is_some());
-    assert!(
-        st.conditions
-            .iter()
-            .any(|c| c.type_ == "Expiring" && c.status == "True"),
-        "{:?}",
-        st.conditions
-    );
-    eventually(Duration::from_secs(10), "Expiring event", || async {
-        (env.count_events("tls", "Expiring").await == 1).then_some(())
-    })
-    .await;
+    assert_expiring(&env, "tls", &st).await;
 
     let stores: Api<secretsync::api::SecretStore> = env.api();
     eventually(Duration::from_secs(15), "store Ready", || async {
@@ -679,17 +684,7 @@ async fn invalid_values_are_never_written_and_certificates_expire() {
     assert_eq!(facts.sans, ["DNS:app.test.invalid"]);
     assert_eq!(facts.count, 2);
     assert_eq!(st.expires_at, Some(facts.not_after));
-    assert!(
-        st.conditions
-            .iter()
-            .any(|c| c.type_ == "Expiring" && c.status == "True"),
-        "{:?}",
-        st.conditions
-    );
-    eventually(Duration::from_secs(10), "Expiring event", || async {
-        (env.count_events("soon", "Expiring").await == 1).then_some(())
-    })
-    .await;
+    assert_expiring(&env, "soon", &st).await;
 
     // The schema's CEL rules refuse what cannot work: minLength over maxLength, validate on a key
     // the template does not produce. A real API server only: the emulator evaluates no CEL (the
