@@ -109,6 +109,7 @@ mod tests {
         metrics.reconciled("success");
         metrics.set_secretref_state(
             "ns/a",
+            None,
             Some(true),
             Some(chrono::Utc::now().timestamp() + 3600),
         );

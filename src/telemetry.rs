@@ -88,10 +88,9 @@ pub struct Metrics {
     audit_errors: Gauge,
     throttles: Counter,
     event_write_failures: Family<EventReasonLabel, Counter>,
-    ready_state: std::sync::Mutex<(
-        std::collections::HashMap<String, bool>,
-        std::collections::HashMap<String, i64>,
-    )>,
+    /// Nearest expiry per SecretRef, only for those with one (certificates); the Ready state itself
+    /// lives in the controller's per-SecretRef state.
+    expiries: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl Default for Metrics {
@@ -197,7 +196,7 @@ impl Default for Metrics {
             nearest_expiry,
             audit_errors,
             throttles,
-            ready_state: Default::default(),
+            expiries: Default::default(),
         }
     }
 }
@@ -290,15 +289,17 @@ impl Metrics {
         self.audit_errors.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
-    /// Records a SecretRef's Ready state (`None`: deleted) and its nearest expiry (Unix seconds).
-    pub fn set_secretref_state(&self, key: &str, ready: Option<bool>, expires_unix: Option<i64>) {
-        let mut st = self.ready_state.lock().unwrap_or_else(|p| p.into_inner());
+    /// Records a change of a SecretRef's Ready state from `old` to `ready` (`None`: unknown or
+    /// deleted) and its nearest expiry (Unix seconds).
+    pub fn set_secretref_state(
+        &self,
+        key: &str,
+        old: Option<bool>,
+        ready: Option<bool>,
+        expires_unix: Option<i64>,
+    ) {
         let label = |b: bool| ReadyLabel {
             ready: b.to_string(),
-        };
-        let old = match ready {
-            Some(r) => st.0.insert(key.to_string(), r),
-            None => st.0.remove(key),
         };
         if old != ready {
             if let Some(o) = old {
@@ -308,19 +309,24 @@ impl Metrics {
                 self.secretrefs.get_or_create(&label(r)).inc();
             }
         }
+        let mut ex = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
         match expires_unix {
-            Some(e) => st.1.insert(key.to_string(), e),
-            None => st.1.remove(key),
-        };
+            Some(e) => {
+                ex.insert(key.to_string(), e);
+            }
+            None => {
+                ex.remove(key);
+            }
+        }
     }
 
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         {
-            let st = self.ready_state.lock().unwrap_or_else(|p| p.into_inner());
+            let ex = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
             let now = chrono::Utc::now().timestamp();
             self.nearest_expiry.set(
-                st.1.values()
+                ex.values()
                     .min()
                     .map_or(f64::INFINITY, |e| (e - now) as f64),
             );

@@ -38,10 +38,11 @@ fn exported() -> BTreeMap<String, String> {
     m.set_audit_errors(1);
     m.set_secretref_state(
         "ns/a",
+        None,
         Some(true),
         Some(chrono::Utc::now().timestamp() + 3600),
     );
-    m.set_secretref_state("ns/b", Some(false), None);
+    m.set_secretref_state("ns/b", None, Some(false), None);
     let text = m.encode();
 
     let mut families = BTreeMap::new();

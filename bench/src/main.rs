@@ -60,7 +60,7 @@ struct RunArgs {
     /// SecretRefs (and managed Secrets).
     #[arg(long, env = "BENCH_REFS", default_value_t = 10_000)]
     refs: usize,
-    /// Unrelated 128 KiB Secrets present from the start (default: refs / 2).
+    /// Unrelated 128 KiB Secrets present from the start (default: refs / 2, at most 10,000).
     #[arg(long, env = "BENCH_UNRELATED")]
     unrelated: Option<usize>,
     /// Unrelated Secrets added for the growth figure (default: same as --unrelated).
@@ -69,7 +69,7 @@ struct RunArgs {
     /// Size of an unrelated Secret, KiB.
     #[arg(long, env = "BENCH_UNRELATED_KIB", default_value_t = 128)]
     unrelated_kib: usize,
-    /// SecretRefs created in each G3 phase (default: refs / 10).
+    /// SecretRefs created in each G3 phase (default: refs / 10, at most 3,000).
     #[arg(long, env = "BENCH_CREATES")]
     creates: Option<usize>,
     /// Creations per second in G3.
@@ -154,14 +154,14 @@ async fn main() -> anyhow::Result<()> {
 fn config(a: &RunArgs) -> anyhow::Result<scenarios::Config> {
     let repo = std::env::current_dir()?;
     let abs = |p: PathBuf| if p.is_absolute() { p } else { repo.join(p) };
-    let unrelated = a.unrelated.unwrap_or(a.refs / 2);
+    let unrelated = a.unrelated.unwrap_or((a.refs / 2).min(10_000));
     let aws_refs = a.aws_refs.unwrap_or(a.refs);
     Ok(scenarios::Config {
         refs: a.refs,
         unrelated,
         unrelated_more: a.unrelated_more.unwrap_or(unrelated),
         unrelated_kib: a.unrelated_kib,
-        creates: a.creates.unwrap_or((a.refs / 10).max(10)),
+        creates: a.creates.unwrap_or((a.refs / 10).clamp(10, 3_000)),
         rate: a.rate.max(0.1),
         keys: a.keys.max(1),
         per_ns: a.per_namespace.max(1),
@@ -205,7 +205,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             ("aws_keys", cfg.aws_keys.to_string()),
         ],
     };
-    let rows = report::rows(&runs);
+    let rows = report::rows(&runs, cfg.refs);
     let table = report::markdown(&rows, &scale);
     let facts = format!(
         "Machine: {} cores ({}), {} GiB, Linux {}, {} build, {}, commit {}. {} run(s), {:.0} s in all. \

@@ -309,6 +309,9 @@ pub async fn controller_run(
         })
         .await?;
     out.insert("first_sync_s".into(), t.as_secs_f64());
+    if let Some(b) = base.get("base_bulk_s") {
+        out.insert("first_sync_ratio".into(), t.as_secs_f64() / b);
+    }
     log(&format!(
         "run {run}: first sync of {refs} in {:.2}s",
         t.as_secs_f64()

@@ -83,6 +83,23 @@ pub struct RefState {
     pub written: Option<Box<(String, SecretRefStatus)>>,
     /// Identity of the store configuration the last fetch used (a changed store means a re-read).
     pub store_id: Option<std::sync::Arc<str>>,
+    /// Waiting in the work queue (see [`super::queue::Work`]).
+    pub queued: bool,
+    /// When the SecretRef's timer (refresh slot or backoff step) queues it.
+    pub timer_at: Option<tokio::time::Instant>,
+    /// Its Ready state as last counted in the metrics (`None`: not yet known).
+    pub ready: Option<bool>,
+    /// The resourceVersion our last status write gave the SecretRef: the watch event of exactly that
+    /// version is our own write coming back, and needs no reconcile.
+    pub own_rv: Option<u64>,
+    /// The resourceVersion our last write gave the target Secret (same, for the Secret watch).
+    pub secret_rv: Option<u64>,
+}
+
+/// A resourceVersion as a number (what every etcd-backed API server hands out); `None` for anything
+/// else, which then never matches (every event is reconciled).
+pub fn rv_number(rv: Option<&str>) -> Option<u64> {
+    rv.and_then(|v| v.parse().ok())
 }
 
 /// Shared state of the controller.
@@ -112,11 +129,11 @@ pub struct Context {
     pub leader: Arc<AtomicBool>,
     /// SecretRefs being reconciled (by the queue or the fast lane).
     pub claims: super::priority::Claims,
-    states: Mutex<HashMap<String, RefState>>,
+    /// The work queue, the timers and every SecretRef's [`RefState`].
+    pub work: super::queue::Work,
     /// SecretRefs in backoff after a transient provider failure, by store (`Kind/[ns/]name`): woken as
     /// soon as the store answers again, instead of waiting out their backoff.
     failing: Mutex<HashMap<String, HashSet<ObjectRef<SecretRef>>>>,
-    wake: futures::channel::mpsc::UnboundedSender<ObjectRef<SecretRef>>,
 }
 
 impl Context {
@@ -131,12 +148,12 @@ impl Context {
         metrics: Arc<Metrics>,
         audit: Arc<AuditLog>,
         leader: Arc<AtomicBool>,
-        wake: futures::channel::mpsc::UnboundedSender<ObjectRef<SecretRef>>,
     ) -> Self {
         let restarter = Arc::new(super::restart::Restarter::new(
             client.clone(),
             settings.restart_debounce,
         ));
+        let settings_concurrency = settings.concurrency;
         let fetcher = Fetcher::default();
         fetcher.set_observer(metrics.clone());
         Self {
@@ -152,9 +169,8 @@ impl Context {
             audit,
             restarter,
             leader,
-            states: Mutex::new(HashMap::new()),
+            work: super::queue::Work::new(usize::from(settings_concurrency).saturating_mul(2)),
             failing: Mutex::new(HashMap::new()),
-            wake,
         }
     }
 
@@ -202,8 +218,21 @@ impl Context {
 
     /// Runs `f` on the SecretRef's in-memory state.
     pub fn with_state<R>(&self, key: &str, f: impl FnOnce(&mut RefState) -> R) -> R {
-        let mut m = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        f(m.entry(key.to_string()).or_default())
+        self.work.with_state(key, f)
+    }
+
+    /// Records the SecretRef's Ready state (`None`: deleted) and nearest expiry in the metrics.
+    pub fn set_ready(&self, key: &str, ready: Option<bool>, expires_unix: Option<i64>) {
+        let old = self.with_state(key, |s| std::mem::replace(&mut s.ready, ready));
+        self.metrics
+            .set_secretref_state(key, old, ready, expires_unix);
+    }
+
+    /// Reconciles the SecretRef `key` again after `after` (its refresh slot or backoff step; replaces
+    /// the previous timer). The runner's own requeue is not used (see [`super::queue`]).
+    pub fn requeue(&self, key: &str, after: Duration) -> kube::runtime::controller::Action {
+        self.work.schedule(key, after);
+        kube::runtime::controller::Action::await_change()
     }
 
     /// The store a SecretRef uses, as `Kind/[namespace/]name`.
@@ -252,7 +281,7 @@ impl Context {
                 wake
             });
             if wake {
-                let _ = self.wake.unbounded_send(r);
+                self.work.enqueue(&key);
             }
         }
     }
@@ -273,9 +302,6 @@ impl Context {
 
     /// Forgets a deleted SecretRef.
     pub fn forget(&self, key: &str) {
-        self.states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.work.forget(key);
     }
 }

@@ -34,6 +34,7 @@ pub mod fanout;
 pub mod leader;
 pub mod priority;
 pub mod property;
+pub mod queue;
 pub mod read_outcome;
 pub mod reconcile;
 pub mod resolver;
@@ -187,7 +188,7 @@ pub async fn run(
     let (store_reader, store_writer) = reflector::store::<SecretStore>();
     let store_stream = reflector::reflector(
         store_writer,
-        watcher(stores, watcher::Config::default().any_semantic()),
+        watcher(stores, watcher::Config::default().any_semantic()).backoff(WatchBackoff::default()),
     )
     .applied_objects();
     let (cstore_reader, cstore_writer) = reflector::store::<ClusterSecretStore>();
@@ -197,7 +198,8 @@ pub async fn run(
         let changed = fanout_changed.clone();
         reflector::reflector(
             cstore_writer,
-            watcher(cluster_stores, watcher::Config::default().any_semantic()),
+            watcher(cluster_stores, watcher::Config::default().any_semantic())
+                .backoff(WatchBackoff::default()),
         )
         .inspect(move |_| changed.notify_one())
         .applied_objects()
@@ -211,7 +213,7 @@ pub async fn run(
         ))
         .any_semantic()
         .page_size(500);
-    let secret_stream = watcher(secrets, secret_cfg).touched_objects();
+    let secret_stream = watcher(secrets, secret_cfg).backoff(WatchBackoff::default());
 
     let reporter = Reporter {
         controller: "secretsync".into(),
@@ -226,7 +228,6 @@ pub async fn run(
     );
     resolver.allow_insecure_endpoints = settings.allow_insecure_endpoints;
     let concurrency = settings.concurrency;
-    let (wake_tx, wake_rx) = futures::channel::mpsc::unbounded::<ObjectRef<SecretRef>>();
     let lease = settings.leader_election.clone();
     // Without leader election this replica always writes; with it, only while it holds the lease.
     let leader = Arc::new(AtomicBool::new(lease.is_none()));
@@ -240,7 +241,6 @@ pub async fn run(
         metrics,
         audit,
         leader.clone(),
-        wake_tx,
     ));
     let (became_leader_tx, became_leader_rx) = futures::channel::mpsc::unbounded::<()>();
     let lease_task = lease.map(|l| {
@@ -277,6 +277,7 @@ pub async fn run(
             srefs,
             watcher::Config::default().any_semantic().page_size(500),
         )
+        .backoff(WatchBackoff::default())
         .modify(|s| {
             s.metadata.managed_fields = None;
             if let Some(a) = s.metadata.annotations.as_mut() {
@@ -307,9 +308,19 @@ pub async fn run(
             stop(),
         ))
     });
-    let controller = Controller::for_stream(sref_stream, sref_reader.clone())
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .trigger_backoff(WatchBackoff::default());
+    // kube-runtime's Controller is only the runner here (concurrency, one reconcile per object at
+    // a time): every trigger goes through the compact work queue and timers of `queue::Work`, which
+    // feed it at most `Work::bound` requests at a time.
+    let controller = Controller::for_stream(
+        futures::stream::pending::<Result<SecretRef, watcher::Error>>(),
+        sref_reader.clone(),
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    let timers = tokio::spawn({
+        let ctx = ctx.clone();
+        let stop = stop();
+        async move { ctx.work.run_timers(stop).await }
+    });
     let fast_lane = {
         let (ctx, reader) = (ctx.clone(), sref_reader.clone());
         let (sr, csr) = (store_reader.clone(), cstore_reader.clone());
@@ -344,7 +355,7 @@ pub async fn run(
         )
     };
     let by_store = |kind: StoreKind, reader: reflector::Store<SecretRef>| {
-        move |name: String, ns: Option<String>| -> Vec<ObjectRef<SecretRef>> {
+        move |name: String, ns: Option<String>| -> Vec<String> {
             reader
                 .state()
                 .iter()
@@ -353,12 +364,89 @@ pub async fn run(
                         && s.spec.store_ref.kind.unwrap_or_default() == kind
                         && (ns.is_none() || s.namespace() == ns)
                 })
-                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
                 .collect()
         }
     };
     let ns_store_map = by_store(StoreKind::SecretStore, sref_reader.clone());
     let cl_store_map = by_store(StoreKind::ClusterSecretStore, sref_reader.clone());
+    // The watches feed the work queue (their streams also keep the reflector caches current).
+    let feeds = {
+        let enqueue_all = |ctx: &Arc<Context>, keys: Vec<String>| {
+            ctx.work.enqueue_all(keys.iter().map(String::as_str));
+        };
+        let (c1, c2, c3, c4, c5) = (
+            ctx.clone(),
+            ctx.clone(),
+            ctx.clone(),
+            ctx.clone(),
+            ctx.clone(),
+        );
+        let all_refs = sref_reader.clone();
+        vec![
+            tokio::spawn(sref_stream.take_until(stop()).for_each(move |ev| {
+                if let Ok(s) = ev {
+                    // Our own status write coming back needs no reconcile.
+                    let key = c1.key_of(&s);
+                    let rv = context::rv_number(s.metadata.resource_version.as_deref());
+                    let own = rv.is_some()
+                        && c1.work.with_existing(&key, |st| st.own_rv == rv) == Some(true);
+                    if !own {
+                        c1.work.enqueue(&key);
+                    }
+                }
+                futures::future::ready(())
+            })),
+            tokio::spawn(store_stream.take_until(stop()).for_each(move |ev| {
+                if let Ok(s) = ev {
+                    enqueue_all(&c2, ns_store_map(s.name_any(), s.namespace()));
+                }
+                futures::future::ready(())
+            })),
+            tokio::spawn(cstore_stream.take_until(stop()).for_each(move |ev| {
+                if let Ok(s) = ev {
+                    enqueue_all(&c3, cl_store_map(s.name_any(), None));
+                }
+                futures::future::ready(())
+            })),
+            tokio::spawn({
+                // The first list of managed Secrets is skipped: every SecretRef is reconciled from
+                // its own first list anyway, which checks its Secret. Later lists (after a watch
+                // gap) are not.
+                let mut first_list = true;
+                secret_stream.take_until(stop()).for_each(move |ev| {
+                    let (s, deleted) = match ev {
+                        Ok(watcher::Event::Apply(s)) => (s, false),
+                        Ok(watcher::Event::Delete(s)) => (s, true),
+                        Ok(watcher::Event::InitApply(s)) if !first_list => (s, false),
+                        Ok(watcher::Event::InitDone) => {
+                            first_list = false;
+                            return futures::future::ready(());
+                        }
+                        _ => return futures::future::ready(()),
+                    };
+                    if let Some(owner) = s.labels().get(api::SECRETREF_LABEL) {
+                        let key = format!("{}/{owner}", s.namespace().unwrap_or_default());
+                        // Our own write coming back needs no reconcile (a deletion always does).
+                        let rv = context::rv_number(s.metadata.resource_version.as_deref());
+                        let own = !deleted
+                            && rv.is_some()
+                            && c4.work.with_existing(&key, |st| st.secret_rv == rv) == Some(true);
+                        if !own {
+                            c4.work.enqueue(&key);
+                        }
+                    }
+                    futures::future::ready(())
+                })
+            }),
+            // Winning the lease reconciles everything.
+            tokio::spawn(became_leader_rx.take_until(stop()).for_each(move |()| {
+                let keys: Vec<String> = all_refs.state().iter().map(|s| c5.key_of(s)).collect();
+                enqueue_all(&c5, keys);
+                futures::future::ready(())
+            })),
+        ]
+    };
 
     // Ready once the watches have listed everything.
     {
@@ -380,25 +468,26 @@ pub async fn run(
     }
     let (sr, csr) = (store_reader.clone(), cstore_reader.clone());
     let latest = sref_reader.clone();
+    let work_feed = {
+        let ctx = ctx.clone();
+        futures::stream::unfold(ctx, |ctx| async move {
+            let key = ctx.work.next().await;
+            let (ns, name) = key.split_once('/').unwrap_or(("", &key));
+            let oref = ObjectRef::<SecretRef>::new(name).within(ns);
+            Some((oref, ctx))
+        })
+    };
+    let done_ctx = ctx.clone();
     controller
-        .watches_stream(store_stream, move |s: SecretStore| {
-            ns_store_map(s.name_any(), s.namespace())
-        })
-        .watches_stream(cstore_stream, move |s: ClusterSecretStore| {
-            cl_store_map(s.name_any(), None)
-        })
-        .watches_stream(secret_stream, |s: kube::core::PartialObjectMeta<Secret>| {
-            let owner = s.labels().get(api::SECRETREF_LABEL).cloned();
-            owner.map(|o| ObjectRef::new(&o).within(&s.namespace().unwrap_or_default()))
-        })
-        .reconcile_all_on(became_leader_rx)
-        .reconcile_on(wake_rx)
+        .reconcile_on(work_feed)
         .graceful_shutdown_on(stop())
         .run(
             move |sref, ctx: Arc<Context>| {
                 let (sr, csr) = (sr.clone(), csr.clone());
                 let latest = latest.clone();
                 async move {
+                    let key = ctx.key_of(&sref);
+                    ctx.work.started(&key);
                     // Replicas without the lease keep their watches warm but neither read providers
                     // nor write; winning the lease reconciles everything.
                     if !ctx.may_write() {
@@ -407,11 +496,11 @@ pub async fn run(
                     // Never judge a store missing before the store watches have listed.
                     futures::join!(synced(&sr), synced(&csr));
                     // Never at the same time as the fast lane.
-                    let key = ctx.key_of(&sref);
                     let _claim = ctx.claims.claim(&key).await;
                     // The fast lane may have handled it meanwhile: take the latest version (none:
                     // it was deleted).
                     let Some(sref) = latest.get(&ObjectRef::from_obj(&*sref)) else {
+                        ctx.forget(&key);
                         return Ok(kube::runtime::controller::Action::await_change());
                     };
                     reconcile::reconcile(sref, ctx.clone()).await
@@ -420,8 +509,26 @@ pub async fn run(
             reconcile::error_policy,
             ctx,
         )
-        .for_each(|_| futures::future::ready(()))
+        .for_each(move |res| {
+            // Every request the queue handed over comes back here once, reconciled or not.
+            use kube::runtime::controller::Error as RunError;
+            let key = |ns: &Option<String>, name: &str| {
+                format!("{}/{name}", ns.as_deref().unwrap_or_default())
+            };
+            match &res {
+                Ok(_) | Err(RunError::ReconcilerFailed(..)) => done_ctx.work.finished(),
+                Err(RunError::ObjectNotFound(oref)) => {
+                    done_ctx.work.not_found(&key(&oref.namespace, &oref.name));
+                }
+                Err(e) => warn!(error = %e, "the controller's runner failed a request"),
+            }
+            futures::future::ready(())
+        })
         .await;
+    for f in feeds {
+        let _ = f.await;
+    }
+    let _ = timers.await;
     let _ = fast_lane.await;
     let _ = restarter.await;
     let _ = store_checks.await;

@@ -105,10 +105,13 @@ pub fn error_policy(sref: Arc<SecretRef>, err: &Error, ctx: Arc<Context>) -> Act
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     });
-    Action::requeue(at.map_or(schedule::BASE_BACKOFF, |t| {
-        t.saturating_duration_since(now)
-            .max(Duration::from_millis(10))
-    }))
+    ctx.requeue(
+        &key,
+        at.map_or(schedule::BASE_BACKOFF, |t| {
+            t.saturating_duration_since(now)
+                .max(Duration::from_millis(10))
+        }),
+    )
 }
 
 fn refresh_interval(sref: &SecretRef, store: Option<&Resolved>, ctx: &Context) -> Duration {
@@ -261,7 +264,7 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
     if in_sync && !due && !forced {
         // Verified without a provider call: count it as Ready (after a restart, the gauge would
         // otherwise stay empty until each SecretRef's first refresh).
-        ctx.metrics.set_secretref_state(
+        ctx.set_ready(
             &key,
             Some(true),
             old_status
@@ -295,7 +298,7 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
         gate
     });
     let scheduled = match gate {
-        schedule::ReadGate::Wait(d) => return Ok(Action::requeue(d)),
+        schedule::ReadGate::Wait(d) => return Ok(ctx.requeue(&key, d)),
         schedule::ReadGate::Read { scheduled } => scheduled,
     };
 
@@ -321,7 +324,7 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
                     scheduled,
                 },
             );
-            ctx.metrics.set_secretref_state(&key, Some(false), None);
+            ctx.set_ready(&key, Some(false), None);
             carry_out(&ctx, &sref, Some(&store), &old_status, out).await?;
             return Err(e);
         }
@@ -349,8 +352,7 @@ async fn apply(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Error>
     if let Some(e) = carry_out(&ctx, &sref, Some(&store), &old_status, out).await? {
         return Err(e);
     }
-    ctx.metrics
-        .set_secretref_state(&key, Some(ready), desired.expires_at.map(|e| e.timestamp()));
+    ctx.set_ready(&key, Some(ready), desired.expires_at.map(|e| e.timestamp()));
     ctx.with_state(&key, |s| {
         s.failures = 0;
         s.conflicts = 0;
@@ -385,7 +387,7 @@ async fn carry_out(
             field_manager,
         }) => {
             let tname = object.name_any();
-            secrets
+            let written = secrets
                 .patch(
                     &tname,
                     &PatchParams::apply(field_manager).force(),
@@ -394,9 +396,10 @@ async fn carry_out(
                 .await
                 .map_err(kube_err(format!("apply Secret {tname:?}")))?;
             ctx.metrics.secret_written();
+            note_secret_write(ctx, sref, &written);
         }
         Some(Write::Adopt { name, patch }) => {
-            secrets
+            let written = secrets
                 .patch(
                     name,
                     &PatchParams {
@@ -408,6 +411,7 @@ async fn carry_out(
                 .await
                 .map_err(kube_err(format!("adopt Secret {name:?}")))?;
             ctx.metrics.secret_written();
+            note_secret_write(ctx, sref, &written);
         }
         Some(Write::Delete {
             name,
@@ -565,6 +569,7 @@ fn secret_matches_status(
 fn schedule_next(ctx: &Context, sref: &SecretRef, key: &str, interval: Duration) -> Action {
     if interval.is_zero() {
         ctx.with_state(key, |s| s.next_refresh = None);
+        ctx.work.cancel(key);
         return Action::await_change();
     }
     let now_ms = Utc::now().timestamp_millis().max(0) as u64;
@@ -573,7 +578,7 @@ fn schedule_next(ctx: &Context, sref: &SecretRef, key: &str, interval: Duration)
         s.next_refresh =
             Some(tokio::time::Instant::now() + wait - Duration::from_millis(50).min(wait))
     });
-    Action::requeue(wait)
+    ctx.requeue(key, wait)
 }
 
 /// Reads sent at once by one reconcile (more for providers that batch).
@@ -681,21 +686,32 @@ async fn write_status(
     let api: Api<SecretRef> =
         Api::namespaced(ctx.client.clone(), &sref.namespace().unwrap_or_default());
     let patch = json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "SecretRef", "status": new});
-    api.patch_status(
-        &sref.name_any(),
-        &PatchParams::apply(api::FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(kube_err(format!(
-        "patch SecretRef {:?} status",
-        sref.name_any()
-    )))?;
+    let written = api
+        .patch_status(
+            &sref.name_any(),
+            &PatchParams::apply(api::FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(kube_err(format!(
+            "patch SecretRef {:?} status",
+            sref.name_any()
+        )))?;
     ctx.metrics.status_written();
-    if let Some(rv) = sref.resource_version() {
-        ctx.with_state(&ctx.key_of(sref), |s| s.written = Some(Box::new((rv, new))));
-    }
+    let own_rv = super::context::rv_number(written.metadata.resource_version.as_deref());
+    ctx.with_state(&ctx.key_of(sref), |s| {
+        s.own_rv = own_rv;
+        if let Some(rv) = sref.resource_version() {
+            s.written = Some(Box::new((rv, new)));
+        }
+    });
     Ok(())
+}
+
+/// Remembers the version our write gave the target Secret (its watch event needs no reconcile).
+fn note_secret_write(ctx: &Context, sref: &SecretRef, written: &Secret) {
+    let rv = super::context::rv_number(written.metadata.resource_version.as_deref());
+    ctx.with_state(&ctx.key_of(sref), |s| s.secret_rv = rv);
 }
 
 async fn publish(ctx: &Context, sref: &SecretRef, n: &sync::Note) {
@@ -765,6 +781,6 @@ async fn cleanup(sref: Arc<SecretRef>, ctx: Arc<Context>) -> Result<Action, Erro
         }
     }
     ctx.forget(&key);
-    ctx.metrics.set_secretref_state(&key, None, None);
+    ctx.set_ready(&key, None, None);
     Ok(Action::await_change())
 }
