@@ -138,8 +138,8 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// jemalloc: less memory than glibc's malloc at 10k SecretRefs, and the same allocator in the musl
-/// image (see Cargo.toml).
-#[cfg(not(target_env = "msvc"))]
+/// image (see Cargo.toml). The `system-alloc` feature (profiling with heaptrack) leaves it out.
+#[cfg(all(not(target_env = "msvc"), not(feature = "system-alloc")))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

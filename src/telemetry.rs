@@ -56,6 +56,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartLabel {
+    part: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReadyLabel {
     ready: String,
 }
@@ -88,6 +93,9 @@ pub struct Metrics {
     audit_errors: Gauge,
     throttles: Counter,
     event_write_failures: Family<EventReasonLabel, Counter>,
+    /// Sizes of the controller's own bookkeeping, by part (`cache_secretrefs`, `cache_bytes`,
+    /// `queue_ready`, `timers`).
+    bookkeeping: Family<PartLabel, Gauge>,
     /// Nearest expiry per SecretRef, only for those with one (certificates); the Ready state itself
     /// lives in the controller's per-SecretRef state.
     expiries: std::sync::Mutex<std::collections::HashMap<String, i64>>,
@@ -174,6 +182,12 @@ impl Default for Metrics {
             "Provider answers that asked us to slow down",
             throttles.clone(),
         );
+        let bookkeeping = Family::<PartLabel, Gauge>::default();
+        registry.register(
+            "bookkeeping",
+            "Sizes of the controller's in-memory bookkeeping by part: cached SecretRefs, their compressed bytes, keys waiting in the work queue, refresh timers",
+            bookkeeping.clone(),
+        );
         let event_write_failures = Family::<EventReasonLabel, Counter>::default();
         registry.register(
             "event_write_failures",
@@ -197,6 +211,7 @@ impl Default for Metrics {
             audit_errors,
             throttles,
             expiries: Default::default(),
+            bookkeeping,
         }
     }
 }
@@ -282,6 +297,13 @@ impl Metrics {
     /// Counts a throttled provider answer.
     pub fn throttled(&self) {
         self.throttles.inc();
+    }
+
+    /// Records the size of one part of the controller's bookkeeping.
+    pub fn set_bookkeeping(&self, part: &'static str, n: usize) {
+        self.bookkeeping
+            .get_or_create(&PartLabel { part })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Records the audit sink's error count.

@@ -205,6 +205,11 @@ impl Metrics {
         self.sum("secretsync_secret_writes_total", &[]) as u64
     }
 
+    /// One part of the operator's bookkeeping (`secretsync_bookkeeping{part}`).
+    pub fn bookkeeping(&self, part: &str) -> f64 {
+        self.sum("secretsync_bookkeeping", &[&format!("part=\"{part}\"")])
+    }
+
     /// Status writes so far.
     pub fn status_writes(&self) -> u64 {
         self.sum("secretsync_status_writes_total", &[]) as u64

@@ -331,6 +331,12 @@ pub async fn controller_run(
     let (s1, c1, m1) = (op.sample(ticks)?, k.counters().await?, op.metrics().await?);
     let idle_mcores = (s1.cpu_s - s0.cpu_s) / cfg.idle_window.as_secs_f64() * 1000.0;
     out.insert("g8_idle_mcores".into(), idle_mcores);
+    // The bookkeeping's sizes (the operator refreshes them every 15 s).
+    out.insert(
+        "cache_bytes_per_ref".into(),
+        m1.bookkeeping("cache_bytes") / m1.bookkeeping("cache_secretrefs").max(1.0),
+    );
+    out.insert("timers".into(), m1.bookkeeping("timers"));
     log(&format!(
         "run {run}: steady RSS {:.1} MiB, idle CPU {idle_mcores:.2} mcores, {} writes and {} reconciles in {:?}",
         steady as f64 / MIB,

@@ -303,7 +303,7 @@ pub struct Caches {
     /// ClusterSecretRefs.
     pub csrefs: reflector::Store<ClusterSecretRef>,
     /// Every SecretRef (the SecretRef controller's cache).
-    pub srefs: reflector::Store<SecretRef>,
+    pub srefs: std::sync::Arc<super::cache::SecretRefCache>,
     /// ClusterSecretStores (the SecretRef controller's cache).
     pub cstores: reflector::Store<ClusterSecretStore>,
 }
@@ -312,7 +312,7 @@ pub struct Caches {
 /// ClusterSecretStore watches; `leader` says whether this replica may write.
 pub async fn run(
     client: Client,
-    srefs: reflector::Store<SecretRef>,
+    srefs: std::sync::Arc<super::cache::SecretRefCache>,
     cstores: reflector::Store<ClusterSecretStore>,
     changed: Arc<Notify>,
     leader: Arc<AtomicBool>,
@@ -367,7 +367,7 @@ pub async fn run(
             futures::join!(
                 super::synced(&caches.namespaces),
                 super::synced(&caches.csrefs),
-                super::synced(&caches.srefs),
+                caches.srefs.wait_ready(),
                 super::synced(&caches.cstores),
             );
         } => {}
@@ -416,8 +416,9 @@ async fn resync(client: &Client, caches: &Caches, leader: &AtomicBool) -> Result
             terminating: n.metadata.deletion_timestamp.is_some(),
         })
         .collect();
-    let srefs = caches.srefs.state();
     let csrefs = caches.csrefs.state();
+    let names: Vec<String> = csrefs.iter().map(|c| c.name_any()).collect();
+    let srefs = caches.srefs.for_fanout(&names);
     let mut first_error = None;
     for csref in &csrefs {
         if csref.metadata.deletion_timestamp.is_some() || !leader.load(Ordering::Relaxed) {

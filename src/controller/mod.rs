@@ -25,6 +25,7 @@
 //! per selected namespace), from its own Namespace and ClusterSecretRef watches and the SecretRef and
 //! ClusterSecretStore caches above; only the leader writes.
 
+pub mod cache;
 pub mod conditions;
 pub mod context;
 pub mod desired;
@@ -55,8 +56,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, PostParams};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
@@ -263,88 +264,59 @@ pub async fn run(
         stop(),
     ));
 
-    // The SecretRef cache holds every SecretRef for good: without managedFields (never read, and
-    // their FieldsV1 trees are most of an object's memory) and without kubectl's
-    // last-applied-configuration annotation (a second copy of the whole object on everything
-    // installed with `kubectl apply` or Argo CD's client-side apply; never read).
-    let (sref_reader, sref_writer) = reflector::store::<SecretRef>();
+    // The SecretRef cache holds every SecretRef for good, compact (see `cache`): without
+    // managedFields (never read, and their FieldsV1 trees are most of an object's memory) and without
+    // kubectl's last-applied-configuration annotation (a second copy of the whole object on
+    // everything installed with `kubectl apply` or Argo CD's client-side apply; never read).
+    let cache = Arc::new(cache::SecretRefCache::default());
     // New and changed SecretRefs also go to the fast lane (see `priority`): live watch events only,
     // not the initial list (or a relist), which the queue works through anyway.
-    let (urgent_tx, urgent_rx) = futures::channel::mpsc::unbounded::<ObjectRef<SecretRef>>();
-    let sref_stream = reflector::reflector(
-        sref_writer,
-        watcher(
-            srefs,
-            watcher::Config::default().any_semantic().page_size(500),
-        )
-        .backoff(WatchBackoff::default())
-        .modify(|s| {
-            s.metadata.managed_fields = None;
-            if let Some(a) = s.metadata.annotations.as_mut() {
-                a.remove(LAST_APPLIED);
-            }
-        }),
+    let (urgent_tx, urgent_rx) = futures::channel::mpsc::unbounded::<Arc<str>>();
+    let sref_stream = watcher(
+        srefs,
+        watcher::Config::default().any_semantic().page_size(500),
     )
-    .inspect({
-        let changed = fanout_changed.clone();
-        move |_| changed.notify_one()
-    })
-    .inspect(move |ev| {
-        if let Ok(watcher::Event::Apply(s)) = ev
-            && priority::is_urgent(s)
-        {
-            let _ = urgent_tx.unbounded_send(ObjectRef::from_obj(s));
+    .backoff(WatchBackoff::default())
+    .modify(|s| {
+        s.metadata.managed_fields = None;
+        if let Some(a) = s.metadata.annotations.as_mut() {
+            a.remove(LAST_APPLIED);
         }
-    })
-    .applied_objects();
+    });
     // The ClusterSecretRef fan-out: cluster scope only (it writes SecretRefs in any namespace).
     let fanout = (ctx.settings.cluster_secretrefs && ctx.settings.namespace.is_none()).then(|| {
         tokio::spawn(fanout::run(
             client.clone(),
-            sref_reader.clone(),
+            cache.clone(),
             cstore_reader.clone(),
             fanout_changed.clone(),
             leader.clone(),
             stop(),
         ))
     });
-    // kube-runtime's Controller is only the runner here (concurrency, one reconcile per object at
-    // a time): every trigger goes through the compact work queue and timers of `queue::Work`, which
-    // feed it at most `Work::bound` requests at a time.
-    let controller = Controller::for_stream(
-        futures::stream::pending::<Result<SecretRef, watcher::Error>>(),
-        sref_reader.clone(),
-    )
-    .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let timers = tokio::spawn({
         let ctx = ctx.clone();
         let stop = stop();
         async move { ctx.work.run_timers(stop).await }
     });
     let fast_lane = {
-        let (ctx, reader) = (ctx.clone(), sref_reader.clone());
+        let (ctx, cache) = (ctx.clone(), cache.clone());
         let (sr, csr) = (store_reader.clone(), cstore_reader.clone());
         let limit = usize::from(concurrency / 4).max(2);
         tokio::spawn(
             urgent_rx
                 .take_until(stop())
-                .for_each_concurrent(limit, move |oref| {
-                    let (ctx, reader) = (ctx.clone(), reader.clone());
+                .for_each_concurrent(limit, move |key| {
+                    let (ctx, cache) = (ctx.clone(), cache.clone());
                     let (sr, csr) = (sr.clone(), csr.clone());
                     async move {
                         if !ctx.may_write() {
                             return;
                         }
                         futures::join!(synced(&sr), synced(&csr));
-                        let key = format!(
-                            "{}/{}",
-                            oref.namespace.as_deref().unwrap_or_default(),
-                            oref.name
-                        );
                         let _claim = ctx.claims.claim(&key).await;
                         // The latest version, if it still needs a sync.
-                        let Some(sref) = reader.get(&oref).filter(|s| priority::is_urgent(s))
-                        else {
+                        let Some(sref) = cache.get(&key).filter(|s| priority::is_urgent(s)) else {
                             return;
                         };
                         // Errors and the next refresh are left to the queued reconcile of the
@@ -354,27 +326,8 @@ pub async fn run(
                 }),
         )
     };
-    let by_store = |kind: StoreKind, reader: reflector::Store<SecretRef>| {
-        move |name: String, ns: Option<String>| -> Vec<String> {
-            reader
-                .state()
-                .iter()
-                .filter(|s| {
-                    s.spec.store_ref.name == name
-                        && s.spec.store_ref.kind.unwrap_or_default() == kind
-                        && (ns.is_none() || s.namespace() == ns)
-                })
-                .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
-                .collect()
-        }
-    };
-    let ns_store_map = by_store(StoreKind::SecretStore, sref_reader.clone());
-    let cl_store_map = by_store(StoreKind::ClusterSecretStore, sref_reader.clone());
-    // The watches feed the work queue (their streams also keep the reflector caches current).
+    // The watches feed the work queue (and the SecretRef watch the cache).
     let feeds = {
-        let enqueue_all = |ctx: &Arc<Context>, keys: Vec<String>| {
-            ctx.work.enqueue_all(keys.iter().map(String::as_str));
-        };
         let (c1, c2, c3, c4, c5) = (
             ctx.clone(),
             ctx.clone(),
@@ -382,16 +335,52 @@ pub async fn run(
             ctx.clone(),
             ctx.clone(),
         );
-        let all_refs = sref_reader.clone();
+        let (k1, k2, k3, k5) = (cache.clone(), cache.clone(), cache.clone(), cache.clone());
+        let changed = fanout_changed.clone();
         vec![
             tokio::spawn(sref_stream.take_until(stop()).for_each(move |ev| {
-                if let Ok(s) = ev {
-                    // Our own status write coming back needs no reconcile.
-                    let key = c1.key_of(&s);
-                    let rv = context::rv_number(s.metadata.resource_version.as_deref());
-                    let own = rv.is_some()
-                        && c1.work.with_existing(&key, |st| st.own_rv == rv) == Some(true);
-                    if !own {
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        warn!(error = %e, "the SecretRef watch failed (retrying)");
+                        return futures::future::ready(());
+                    }
+                };
+                changed.notify_one();
+                match ev {
+                    watcher::Event::Init => k1.init_start(),
+                    watcher::Event::InitApply(s) => {
+                        let key = c1.work.intern(&c1.key_of(&s));
+                        if let Err(e) = k1.init_apply(key, &s) {
+                            warn!(error = %e, "a SecretRef could not be cached");
+                        }
+                    }
+                    watcher::Event::InitDone => {
+                        // Every SecretRef listed is reconciled; those gone meanwhile too (their
+                        // reconcile finds nothing and forgets them).
+                        let (listed, gone) = k1.init_done();
+                        c1.work.enqueue_all(as_strs(&listed));
+                        c1.work.enqueue_all(as_strs(&gone));
+                    }
+                    watcher::Event::Apply(s) => {
+                        let key = c1.work.intern(&c1.key_of(&s));
+                        if let Err(e) = k1.apply(key.clone(), &s) {
+                            warn!(error = %e, "a SecretRef could not be cached");
+                        }
+                        if priority::is_urgent(&s) {
+                            let _ = urgent_tx.unbounded_send(key.clone());
+                        }
+                        // Our own status write coming back needs no reconcile.
+                        let rv = context::rv_number(s.metadata.resource_version.as_deref());
+                        let own = rv.is_some()
+                            && c1.work.with_existing(&key, |st| st.own_rv == rv) == Some(true);
+                        if !own {
+                            c1.work.enqueue(&key);
+                        }
+                    }
+                    watcher::Event::Delete(s) => {
+                        let key = c1.key_of(&s);
+                        k1.delete(&key);
                         c1.work.enqueue(&key);
                     }
                 }
@@ -399,13 +388,20 @@ pub async fn run(
             })),
             tokio::spawn(store_stream.take_until(stop()).for_each(move |ev| {
                 if let Ok(s) = ev {
-                    enqueue_all(&c2, ns_store_map(s.name_any(), s.namespace()));
+                    let keys = k2.keys_for_store(
+                        StoreKind::SecretStore,
+                        &s.name_any(),
+                        s.namespace().as_deref(),
+                    );
+                    c2.work.enqueue_all(as_strs(&keys));
                 }
                 futures::future::ready(())
             })),
             tokio::spawn(cstore_stream.take_until(stop()).for_each(move |ev| {
                 if let Ok(s) = ev {
-                    enqueue_all(&c3, cl_store_map(s.name_any(), None));
+                    let keys =
+                        k3.keys_for_store(StoreKind::ClusterSecretStore, &s.name_any(), None);
+                    c3.work.enqueue_all(as_strs(&keys));
                 }
                 futures::future::ready(())
             })),
@@ -432,7 +428,8 @@ pub async fn run(
                         let own = !deleted
                             && rv.is_some()
                             && c4.work.with_existing(&key, |st| st.secret_rv == rv) == Some(true);
-                        if !own {
+                        // Only for SecretRefs that exist: a forged label names nothing.
+                        if !own && c4.work.with_existing(&key, |_| ()).is_some() {
                             c4.work.enqueue(&key);
                         }
                     }
@@ -441,24 +438,45 @@ pub async fn run(
             }),
             // Winning the lease reconciles everything.
             tokio::spawn(became_leader_rx.take_until(stop()).for_each(move |()| {
-                let keys: Vec<String> = all_refs.state().iter().map(|s| c5.key_of(s)).collect();
-                enqueue_all(&c5, keys);
+                c5.work.enqueue_all(as_strs(&k5.keys()));
                 futures::future::ready(())
             })),
         ]
     };
 
+    // The bookkeeping's sizes, for the metrics (every 15 s; summing the cache is about a
+    // millisecond at 100,000 SecretRefs).
+    let sizes = {
+        let (ctx, cache) = (ctx.clone(), cache.clone());
+        let stop = stop();
+        tokio::spawn(async move {
+            tokio::pin!(stop);
+            loop {
+                let w = ctx.work.sizes();
+                let m = &ctx.metrics;
+                m.set_bookkeeping("cache_secretrefs", cache.len());
+                m.set_bookkeeping("cache_bytes", cache.blob_bytes());
+                m.set_bookkeeping("queue_ready", w.ready);
+                m.set_bookkeeping("timers", w.timers);
+                m.set_bookkeeping("states", w.states);
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+                }
+            }
+        })
+    };
     // Ready once the watches have listed everything.
     {
-        let (r1, r2, r3, ready) = (
+        let (r1, r2, cache, ready) = (
             store_reader.clone(),
             cstore_reader.clone(),
-            sref_reader.clone(),
+            cache.clone(),
             ready.clone(),
         );
         let known = lease_known.clone();
         tokio::spawn(async move {
-            futures::join!(synced(&r1), synced(&r2), synced(&r3));
+            futures::join!(synced(&r1), synced(&r2), cache.wait_ready());
             while !known.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -466,69 +484,46 @@ pub async fn run(
             info!("watches synced; ready");
         });
     }
+    // The runner: `concurrency` reconciles at a time, fed by the work queue; never two of one
+    // SecretRef at once (the claim, shared with the fast lane).
     let (sr, csr) = (store_reader.clone(), cstore_reader.clone());
-    let latest = sref_reader.clone();
-    let work_feed = {
-        let ctx = ctx.clone();
-        futures::stream::unfold(ctx, |ctx| async move {
-            let key = ctx.work.next().await;
-            let (ns, name) = key.split_once('/').unwrap_or(("", &key));
-            let oref = ObjectRef::<SecretRef>::new(name).within(ns);
-            Some((oref, ctx))
-        })
-    };
-    let done_ctx = ctx.clone();
-    controller
-        .reconcile_on(work_feed)
-        .graceful_shutdown_on(stop())
-        .run(
-            move |sref, ctx: Arc<Context>| {
-                let (sr, csr) = (sr.clone(), csr.clone());
-                let latest = latest.clone();
-                async move {
-                    let key = ctx.key_of(&sref);
-                    ctx.work.started(&key);
-                    // Replicas without the lease keep their watches warm but neither read providers
-                    // nor write; winning the lease reconciles everything.
-                    if !ctx.may_write() {
-                        return Ok(kube::runtime::controller::Action::await_change());
-                    }
+    let work_feed = futures::stream::unfold(ctx.clone(), |ctx| async move {
+        let key = ctx.work.next().await;
+        Some((key, ctx))
+    });
+    work_feed
+        .take_until(stop())
+        .for_each_concurrent(usize::from(concurrency), |key| {
+            let (ctx, cache) = (ctx.clone(), cache.clone());
+            let (sr, csr) = (sr.clone(), csr.clone());
+            async move {
+                ctx.work.started(&key);
+                // Replicas without the lease keep their watches warm but neither read providers nor
+                // write; winning the lease reconciles everything.
+                if ctx.may_write() {
                     // Never judge a store missing before the store watches have listed.
                     futures::join!(synced(&sr), synced(&csr));
                     // Never at the same time as the fast lane.
                     let _claim = ctx.claims.claim(&key).await;
-                    // The fast lane may have handled it meanwhile: take the latest version (none:
-                    // it was deleted).
-                    let Some(sref) = latest.get(&ObjectRef::from_obj(&*sref)) else {
-                        ctx.forget(&key);
-                        return Ok(kube::runtime::controller::Action::await_change());
-                    };
-                    reconcile::reconcile(sref, ctx.clone()).await
+                    match cache.get(&key) {
+                        // Deleted: forget it.
+                        None => ctx.forget(&key),
+                        Some(sref) => {
+                            if let Err(e) = reconcile::reconcile(sref.clone(), ctx.clone()).await {
+                                reconcile::error_policy(sref, &e, ctx.clone());
+                            }
+                        }
+                    }
                 }
-            },
-            reconcile::error_policy,
-            ctx,
-        )
-        .for_each(move |res| {
-            // Every request the queue handed over comes back here once, reconciled or not.
-            use kube::runtime::controller::Error as RunError;
-            let key = |ns: &Option<String>, name: &str| {
-                format!("{}/{name}", ns.as_deref().unwrap_or_default())
-            };
-            match &res {
-                Ok(_) | Err(RunError::ReconcilerFailed(..)) => done_ctx.work.finished(),
-                Err(RunError::ObjectNotFound(oref)) => {
-                    done_ctx.work.not_found(&key(&oref.namespace, &oref.name));
-                }
-                Err(e) => warn!(error = %e, "the controller's runner failed a request"),
+                ctx.work.finished();
             }
-            futures::future::ready(())
         })
         .await;
     for f in feeds {
         let _ = f.await;
     }
     let _ = timers.await;
+    let _ = sizes.await;
     let _ = fast_lane.await;
     let _ = restarter.await;
     let _ = store_checks.await;
@@ -540,6 +535,11 @@ pub async fn run(
     }
     info!("controller stopped");
     Ok(())
+}
+
+/// The keys as `&str`s.
+fn as_strs(keys: &[Arc<str>]) -> impl Iterator<Item = &str> {
+    keys.iter().map(|k| &**k)
 }
 
 /// kubectl's copy of the applied manifest (see the SecretRef cache).

@@ -109,6 +109,11 @@ impl Work {
         f(g.entry(key).1)
     }
 
+    /// The interned `key` (its state is created if new).
+    pub fn intern(&self, key: &str) -> Arc<str> {
+        lock(&self.inner).entry(key).0
+    }
+
     /// Runs `f` on the state of `key` if it has one.
     pub fn with_existing<R>(&self, key: &str, f: impl FnOnce(&mut RefState) -> R) -> Option<R> {
         lock(&self.inner).states.get_mut(key).map(f)
