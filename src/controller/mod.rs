@@ -39,6 +39,7 @@ pub mod reconcile;
 pub mod resolver;
 pub mod restart;
 pub mod schedule;
+pub mod shard;
 pub mod store_status;
 pub mod sync;
 pub mod target;
@@ -273,10 +274,14 @@ pub async fn run(
     let (urgent_tx, urgent_rx) = futures::channel::mpsc::unbounded::<ObjectRef<SecretRef>>();
     let sref_stream = reflector::reflector(
         sref_writer,
-        watcher(
-            srefs,
-            watcher::Config::default().any_semantic().page_size(500),
-        )
+        watcher(srefs, {
+            let cfg = watcher::Config::default().any_semantic().page_size(500);
+            // A shard watches only its own SecretRefs (`--watch-label-selector`, `shard`).
+            match &ctx.settings.watch_label_selector {
+                Some(sel) => cfg.labels(sel.as_str()),
+                None => cfg,
+            }
+        })
         .modify(|s| {
             s.metadata.managed_fields = None;
             if let Some(a) = s.metadata.annotations.as_mut() {
@@ -296,8 +301,12 @@ pub async fn run(
         }
     })
     .applied_objects();
-    // The ClusterSecretRef fan-out: cluster scope only (it writes SecretRefs in any namespace).
-    let fanout = (ctx.settings.cluster_secretrefs && ctx.settings.namespace.is_none()).then(|| {
+    // The ClusterSecretRef fan-out: cluster scope only (it writes SecretRefs in any namespace), and
+    // in a shard only if that shard serves every SecretRef it generates (`shard::runs_fanout`).
+    let fanout = (ctx.settings.cluster_secretrefs
+        && ctx.settings.namespace.is_none()
+        && shard::runs_fanout(ctx.settings.watch_label_selector.as_ref()))
+    .then(|| {
         tokio::spawn(fanout::run(
             client.clone(),
             sref_reader.clone(),
