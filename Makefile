@@ -97,7 +97,8 @@ bench-quick: test-deps
 
 ## Static shards (docs/scaling.md): 2 shards x 2 replicas (4 controller processes) against one emulator
 ## at 200,000 SecretRefs: first sync, RSS of leaders and standbys, double writes, hand-over after kill -9,
-## split brain after SIGSTOP/SIGCONT. Writes target/bench/shards.json and shards.md. Needs about 8 GiB.
+## split brain after SIGSTOP/SIGCONT. Writes target/bench/shards.json and shards.md. About 9 minutes
+## and 11 GiB (mostly the emulator's) on 2 cores.
 ## Knobs: BENCH_ARGS="--refs 50000 --shards 4 --replicas 2", see `secretsync-bench shards --help`.
 bench-shards:
 	$(BENCH_BUILD)
