@@ -1,7 +1,7 @@
 # secretsync — build, test, lint, generate, demo.
 CARGO ?= cargo
 
-.PHONY: build test test-deps envtest-assets lint fmt crds chart-lint manifests image demo e2e bench bench-quick clean deny msrv
+.PHONY: build test test-deps envtest-assets lint fmt crds chart-lint manifests image demo e2e bench bench-quick bench-shards clean deny msrv
 
 build:
 	$(CARGO) build --workspace --bins
@@ -94,6 +94,15 @@ bench-quick: test-deps
 	$(BENCH_BUILD)
 	./target/release/secretsync-bench run --refs 1000 --runs 1 --idle-seconds 10 --fast-interval 5 \
 	  --aws-interval 5 --settle-seconds 2 --label bench-quick $(BENCH_ARGS)
+
+## Static shards (docs/scaling.md): 2 shards x 2 replicas (4 controller processes) against one emulator
+## at 200,000 SecretRefs: first sync, RSS of leaders and standbys, double writes, hand-over after kill -9,
+## split brain after SIGSTOP/SIGCONT. Writes target/bench/shards.json and shards.md. About 9 minutes
+## and 11 GiB (mostly the emulator's) on 2 cores.
+## Knobs: BENCH_ARGS="--refs 50000 --shards 4 --replicas 2", see `secretsync-bench shards --help`.
+bench-shards:
+	$(BENCH_BUILD)
+	./target/release/secretsync-bench shards $(BENCH_ARGS)
 
 ## The main job on an embedded default: no cloud account, no cluster.
 demo: build

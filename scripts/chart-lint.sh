@@ -64,7 +64,8 @@ for s in bogus=1 controller.logFormat=xml scope=everything image.pullPolicy=Some
     controller.defaultRefreshInterval=1day image.digest=latest podDisruptionBudget.enabled=sometimes \
     securityContext.runAsUsr=1 podSecurityContext.runAsUser=-1 networkPolicy.cloudIdentity=true \
     metrics.serviceMonitor.force=yes 'commonLabels.team=a b' nameOverride=Bad_Name \
-    'extraVolumeMounts[0].name=x' 'topologySpreadConstraints[0].maxSkew=1'; do
+    'extraVolumeMounts[0].name=x' 'topologySpreadConstraints[0].maxSkew=1' \
+    'controller.watchLabelSelector=a=b;c' 'controller.watchLabelSelector=a=$(x)'; do
   if "$HELM" template t "$CHART" --set "$s" >/dev/null 2>&1; then bad "schema accepted --set $s"; fi
 done
 "$HELM" template t "$CHART" --set leaderElection.enabled=false >/dev/null 2>&1 \

@@ -187,6 +187,13 @@ def check_deployment_values(d, values, user, app_version):
                 if any(key in sc for sc in contexts):
                     err(where, f"{section}.{key} is null in the values but {key} is rendered")
 
+    # One shard: the selector is passed exactly as given, and only when given.
+    sel = (values.get("controller") or {}).get("watchLabelSelector") or ""
+    shard_args = [a for a in ctr.get("args") or [] if a.startswith("--watch-label-selector")]
+    want_args = [f"--watch-label-selector={sel}"] if sel else []
+    if shard_args != want_args:
+        err(where, f"shard args {shard_args}, want {want_args} (controller.watchLabelSelector)")
+
     # Extra volumes and mounts.
     vols = {v["name"]: v for v in pod.get("volumes") or []}
     for v in values.get("extraVolumes") or []:

@@ -124,6 +124,13 @@ struct ControllerArgs {
     /// How long before expiry the holder renews its lease.
     #[arg(long, env = "SECRETSYNC_LEADER_ELECT_RENEW_GRACE", default_value = "3s", value_parser = parse_duration)]
     leader_elect_renew_grace: std::time::Duration,
+    /// Serve only the SecretRefs whose labels match this selector, e.g. `secretsync.io/shard=a`: one
+    /// shard of a sharded install (docs/scaling.md). Each shard runs with its own
+    /// `--leader-elect-lease-name`, and the selectors of the shards must not overlap. The
+    /// ClusterSecretRef fan-out runs only in a shard that serves every SecretRef it generates (e.g.
+    /// `!secretsync.io/shard`). Default: every SecretRef.
+    #[arg(long, env = "SECRETSYNC_WATCH_LABEL_SELECTOR")]
+    watch_label_selector: Option<String>,
     /// Secret in the controller namespace holding the HMAC key (created if missing).
     #[arg(
         long,
@@ -193,6 +200,24 @@ async fn main() -> std::process::ExitCode {
 
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     telemetry::init_logging(args.log_format, &args.log_level);
+    // Checked before anything else: a wrong selector would otherwise be a watch the API server
+    // refuses over and over, or one that quietly selects nothing.
+    let shard = match args.watch_label_selector.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) => Some(
+            secretsync::controller::shard::ShardSelector::parse(s)
+                .map_err(|e| anyhow::anyhow!("--watch-label-selector {s:?}: {e}"))?,
+        ),
+    };
+    if let Some(sel) = &shard {
+        tracing::info!(
+            selector = %sel,
+            fanout = args.cluster_secretrefs
+                && args.namespace.is_none()
+                && sel.admits_generated(),
+            "serving one shard: only the SecretRefs this label selector matches"
+        );
+    }
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
@@ -217,6 +242,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
                     .clamp(1, args.leader_elect_lease_duration.as_secs().max(2) - 1),
             }
         }),
+        watch_label_selector: shard,
     };
     let audit = std::sync::Arc::new(match &args.audit_file {
         Some(p) => secretsync::audit::trail::AuditLog::file(p)

@@ -623,3 +623,168 @@ async fn status_conflict_after_a_rotation() {
     );
     env.cleanup().await;
 }
+
+/// A wrong `--watch-label-selector` stops the controller at once with an error naming the flag and
+/// the requirement (before it connects to anything).
+#[test]
+fn a_bad_watch_label_selector_is_refused_at_start() {
+    for bad in [
+        "secretsync.io/shard in (a",
+        "secretsync.io/shard=a,",
+        "tier > 3",
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
+            .args(["controller", "--log-format", "text"])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--health-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--watch-label-selector", bad])
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("SECRETSYNC_WATCH_LABEL_SELECTOR")
+            .output()
+            .expect("run secretsync");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {err}");
+        assert!(
+            err.contains("--watch-label-selector") && err.contains(bad),
+            "{bad:?}: the error must name the flag and the selector: {err}"
+        );
+        assert!(!err.contains("connecting to Kubernetes"), "{err}");
+    }
+}
+
+/// Static shards (`--watch-label-selector`, docs/scaling.md): each controller serves only the
+/// SecretRefs its selector matches, and one without a shard label is served by neither. A SecretRef
+/// relabelled from shard a to shard b moves without its Secret being deleted or released — shard a's
+/// watch reports it gone, which is not a deletion: no finalizer cleanup runs, even with
+/// `deletionPolicy: Delete` — and one relabelled out of every shard is left alone, Secret in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_serve_only_their_secretrefs_and_a_relabel_deletes_nothing() {
+    let env = Env::start("shards").await;
+    let dir = env.dir.path().to_path_buf();
+    let flags = |shard: &str| -> Vec<String> {
+        vec![
+            "--watch-label-selector".into(),
+            format!("secretsync.io/shard={shard}"),
+            "--pod-name".into(),
+            format!("shard-{shard}"),
+            "--audit-file".into(),
+            dir.join(format!("shard-{shard}.jsonl"))
+                .to_string_lossy()
+                .into_owned(),
+        ]
+    };
+    let (fa, fb) = (flags("a"), flags("b"));
+    let a = env
+        .operator(&fa.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    let b = env
+        .operator(&fb.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    let written = |shard: &str| -> Vec<String> {
+        common::audit_records(&dir.join(format!("shard-{shard}.jsonl")))
+            .into_iter()
+            .filter(|r| r["action"] == "write")
+            .filter_map(|r| r["target"].as_str().map(str::to_string))
+            .collect()
+    };
+    let sref = |name: &str, shard: Option<&str>, force: Option<&str>| {
+        let mut o = json!({
+            "apiVersion": "secretsync.io/v1alpha1", "kind": "SecretRef",
+            "metadata": {"name": name},
+            "spec": {"storeRef": {"name": "store"}, "target": {"deletionPolicy": "Delete"},
+                     "data": [{"secretKey": "k", "remoteRef": {"key": "k"}}]}
+        });
+        if let Some(s) = shard {
+            o["metadata"]["labels"] = json!({"secretsync.io/shard": s});
+        }
+        if let Some(f) = force {
+            o["metadata"]["annotations"] = json!({"secretsync.io/force-sync": f});
+        }
+        o
+    };
+    env.fake_store("store", &[("k", "v1", "1")]).await;
+    env.apply::<SecretRef>("in-a", sref("in-a", Some("a"), None))
+        .await;
+    env.apply::<SecretRef>("in-b", sref("in-b", Some("b"), None))
+        .await;
+    env.apply::<SecretRef>("nowhere", sref("nowhere", None, None))
+        .await;
+    env.wait_ready("in-a", "True", "Synced").await;
+    env.wait_ready("in-b", "True", "Synced").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ns = env.ns.clone();
+    assert_eq!(written("a"), vec![format!("{ns}/in-a")]);
+    assert_eq!(written("b"), vec![format!("{ns}/in-b")]);
+    let nowhere = env.sref("nowhere").await.unwrap();
+    assert!(
+        nowhere.status.is_none() && nowhere.finalizers().is_empty(),
+        "a SecretRef no shard selects is not touched: {nowhere:?}"
+    );
+    assert!(env.secret("nowhere").await.is_none());
+
+    // Relabel in-a to shard b: shard a lets go of it without cleanup; shard b serves it.
+    let before = env.secret("in-a").await.unwrap();
+    env.apply::<SecretRef>("in-a", sref("in-a", Some("b"), None))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.fake_store("store", &[("k", "v2", "2")]).await;
+    env.apply::<SecretRef>("in-a", sref("in-a", Some("b"), Some("1")))
+        .await;
+    let moved = env.wait_secret("in-a", |d| d["k"] == "v2").await;
+    env.wait_secret("in-b", |d| d["k"] == "v2").await;
+    assert_eq!(moved.uid(), before.uid(), "the Secret was never deleted");
+    assert_eq!(
+        moved
+            .labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("secretsync"),
+        "the Secret was never released"
+    );
+    assert_eq!(
+        written("a"),
+        vec![format!("{ns}/in-a")],
+        "shard a wrote again"
+    );
+    assert!(written("b").contains(&format!("{ns}/in-a")));
+
+    // Relabel it out of every shard: nobody serves it, its Secret stays as it is.
+    env.apply::<SecretRef>("in-a", sref("in-a", None, Some("1")))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.fake_store("store", &[("k", "v3", "3")]).await;
+    env.apply::<SecretRef>("in-a", sref("in-a", None, Some("2")))
+        .await;
+    env.wait_secret("in-b", |d| d["k"] == "v3").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let left = env.secret("in-a").await.expect("the Secret stays");
+    assert_eq!(left.uid(), before.uid());
+    assert_eq!(decoded(&left)["k"], "v2", "no shard serves it any more");
+    for op in [&a, &b] {
+        let logs = op.logs();
+        assert!(
+            !logs.contains("deleted Secret") && !logs.contains("released Secret"),
+            "no cleanup on a relabel"
+        );
+    }
+
+    // Back into shard b, then deleted: the shard that serves it runs the cleanup (deletionPolicy
+    // Delete), for it and for in-b.
+    env.apply::<SecretRef>("in-a", sref("in-a", Some("b"), Some("2")))
+        .await;
+    env.wait_secret("in-a", |d| d["k"] == "v3").await;
+    let srefs: Api<SecretRef> = env.api();
+    for name in ["in-a", "in-b"] {
+        srefs.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    eventually(Duration::from_secs(20), "Secrets deleted", || async {
+        (env.secret("in-a").await.is_none() && env.secret("in-b").await.is_none()).then_some(())
+    })
+    .await;
+    drop((a, b));
+    env.cleanup().await;
+}

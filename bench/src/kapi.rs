@@ -52,6 +52,13 @@ impl EmulatorProc {
     }
 }
 
+impl EmulatorProc {
+    /// The emulator's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for EmulatorProc {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -11,6 +11,7 @@ mod objects;
 mod operator;
 mod report;
 mod scenarios;
+mod shards;
 mod stats;
 mod sys;
 mod watch;
@@ -42,6 +43,9 @@ enum Cmd {
         #[arg(long, default_value_t = 3600)]
         hold_seconds: u64,
     },
+    /// Static shards (docs/scaling.md): S shards × R replicas against one emulator; first sync,
+    /// double writes, hand-over after kill -9, split brain after SIGSTOP/SIGCONT.
+    Shards(ShardArgs),
     /// (internal) The separate watching process of G3.
     Watch {
         #[arg(long)]
@@ -133,6 +137,149 @@ struct RunArgs {
     label: String,
 }
 
+#[derive(clap::Args, Debug)]
+struct ShardArgs {
+    /// SecretRefs (and managed Secrets), split over the shards by namespace.
+    #[arg(long, env = "BENCH_REFS", default_value_t = 200_000)]
+    refs: usize,
+    /// Shards (each its own Lease and label selector `secretsync.io/shard=<a|b|…>`).
+    #[arg(long, env = "BENCH_SHARDS", default_value_t = 2)]
+    shards: usize,
+    /// Controller processes per shard (one leader, the rest standbys).
+    #[arg(long, env = "BENCH_REPLICAS", default_value_t = 2)]
+    replicas: usize,
+    /// Remote keys per fake store.
+    #[arg(long, env = "BENCH_KEYS", default_value_t = 100)]
+    keys: usize,
+    /// SecretRefs per namespace (one store per namespace).
+    #[arg(long, env = "BENCH_PER_NAMESPACE", default_value_t = 1000)]
+    per_namespace: usize,
+    /// Unrelated Secrets present from the start.
+    #[arg(long, env = "BENCH_UNRELATED", default_value_t = 0)]
+    unrelated: usize,
+    /// Size of an unrelated Secret, KiB.
+    #[arg(long, env = "BENCH_UNRELATED_KIB", default_value_t = 128)]
+    unrelated_kib: usize,
+    /// `--leader-elect-lease-duration` of every process, seconds.
+    #[arg(long, env = "BENCH_LEASE_DURATION", default_value_t = 8)]
+    lease_duration: u64,
+    /// `--leader-elect-renew-grace` of every process, seconds.
+    #[arg(long, env = "BENCH_RENEW_GRACE", default_value_t = 3)]
+    renew_grace: u64,
+    /// Namespaces of the second shard whose store data changes in the split-brain phase.
+    #[arg(long, env = "BENCH_SPLIT_NAMESPACES", default_value_t = 10)]
+    split_namespaces: usize,
+    /// Rounds of the split-brain phase (the resumed old leader is the next round's standby).
+    #[arg(long, env = "BENCH_SPLIT_ROUNDS", default_value_t = 3)]
+    split_rounds: usize,
+    /// Keep the old leader stopped at least this long in the split-brain phase (default: twice the
+    /// lease duration).
+    #[arg(long, env = "BENCH_PAUSE_SECONDS")]
+    pause_seconds: Option<u64>,
+    /// Seconds to let the processes settle after each phase.
+    #[arg(long, env = "BENCH_SETTLE_SECONDS", default_value_t = 5)]
+    settle_seconds: u64,
+    /// Longest wait for the first sync, seconds.
+    #[arg(long, env = "BENCH_TIMEOUT_SECONDS", default_value_t = 3600)]
+    timeout_seconds: u64,
+    /// The operator binary.
+    #[arg(
+        long,
+        env = "BENCH_OPERATOR",
+        default_value = "target/release/secretsync"
+    )]
+    operator: PathBuf,
+    /// The emulator binary.
+    #[arg(
+        long,
+        env = "BENCH_EMULATOR",
+        default_value = "target/release/kube-emulator"
+    )]
+    emulator: PathBuf,
+    /// Output directory (JSON and Markdown report, work files).
+    #[arg(long, env = "BENCH_OUT", default_value = "target/bench")]
+    out: PathBuf,
+    /// Extra operator flags (space-separated).
+    #[arg(long, env = "BENCH_OPERATOR_ARGS", default_value = "")]
+    operator_args: String,
+    /// A name for this run's files (`<out>/<label>.json`, `.md`).
+    #[arg(long, env = "BENCH_LABEL", default_value = "shards")]
+    label: String,
+}
+
+async fn shards(a: ShardArgs) -> anyhow::Result<()> {
+    let repo = std::env::current_dir()?;
+    let abs = |p: PathBuf| if p.is_absolute() { p } else { repo.join(p) };
+    let cfg = shards::Config {
+        refs: a.refs.max(1),
+        shards: a.shards,
+        replicas: a.replicas,
+        keys: a.keys.max(1),
+        per_ns: a.per_namespace.max(1),
+        unrelated: a.unrelated,
+        unrelated_kib: a.unrelated_kib,
+        lease_duration: a.lease_duration.max(2),
+        renew_grace: a.renew_grace.clamp(1, a.lease_duration.max(2) - 1),
+        split_namespaces: a.split_namespaces.max(1),
+        split_rounds: a.split_rounds,
+        pause: Duration::from_secs(a.pause_seconds.unwrap_or(a.lease_duration.max(2) * 2)),
+        settle: Duration::from_secs(a.settle_seconds),
+        timeout: Duration::from_secs(a.timeout_seconds.max(1)),
+        operator: abs(a.operator.clone()),
+        emulator: abs(a.emulator.clone()),
+        work: abs(a.out.join("work")),
+        repo: repo.clone(),
+        operator_args: a
+            .operator_args
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+    };
+    let machine = sys::machine_facts(&repo, &cfg.operator);
+    eprintln!("secretsync-bench: {}", serde_json::to_string(&machine)?);
+    let started = std::time::Instant::now();
+    let report = shards::run(&cfg).await?;
+    let os = std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "?".into());
+    let facts = format!(
+        "Machine: {} cores ({}), {} GiB, {os}, Linux {}, {} build, {}, commit {}. {} SecretRefs, {} shard(s) × {} \
+         replica(s), lease {} s, renew grace {} s (renew every {} s), {:.0} s in all.",
+        machine["cores"],
+        machine["cpu_model"].as_str().unwrap_or("?"),
+        machine["memory_gib"],
+        machine["kernel"].as_str().unwrap_or("?"),
+        machine["build_profile"].as_str().unwrap_or("?"),
+        machine["rustc"].as_str().unwrap_or("?"),
+        machine["commit"].as_str().unwrap_or("?"),
+        cfg.refs,
+        cfg.shards,
+        cfg.replicas,
+        cfg.lease_duration,
+        cfg.renew_grace,
+        cfg.lease_duration - cfg.renew_grace,
+        started.elapsed().as_secs_f64(),
+    );
+    println!("{}\n{facts}", report.markdown);
+    let mut doc = report.json;
+    doc["machine"] = machine;
+    doc["config"] = cfg.to_json();
+    doc["elapsed_s"] = serde_json::json!(started.elapsed().as_secs_f64());
+    let out = abs(a.out.clone());
+    std::fs::create_dir_all(&out)?;
+    let file = out.join(format!("{}.json", a.label));
+    std::fs::write(&file, serde_json::to_string_pretty(&doc)?)?;
+    std::fs::write(
+        out.join(format!("{}.md", a.label)),
+        format!("{}\n{facts}\n", report.markdown),
+    )?;
+    eprintln!("secretsync-bench: wrote {}", file.display());
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -144,6 +291,7 @@ async fn main() -> anyhow::Result<()> {
             max_seconds,
         } => watch::run_child(&url, &selector, keys, Duration::from_secs(max_seconds)).await,
         Cmd::Run(a) => run(a).await,
+        Cmd::Shards(a) => shards(a).await,
         Cmd::Env { run, hold_seconds } => {
             let cfg = config(&run)?;
             scenarios::hold_env(&cfg, Duration::from_secs(hold_seconds)).await

@@ -20,6 +20,8 @@ pub struct Operator {
 
 impl Operator {
     /// Starts `bin controller` against `kubeconfig` with extra flags; logs and audit go into `dir`.
+    /// The replica is `secretsync-bench` unless `extra` names another `--pod-name` (its lease
+    /// identity and audit actor).
     pub fn start(
         bin: &Path,
         kubeconfig: &Path,
@@ -31,12 +33,18 @@ impl Operator {
         let addr = format!("127.0.0.1:{port}");
         let log = dir.join(format!("operator-{tag}.log"));
         let file = std::fs::File::create(&log)?;
+        // clap refuses a flag given twice: the default name only when `extra` has none.
+        let pod_name: &[&str] = if extra.iter().any(|a| a == "--pod-name") {
+            &[]
+        } else {
+            &["--pod-name", "secretsync-bench"]
+        };
         let child = Command::new(bin)
             .arg("controller")
             .args(["--allow-inline-secrets", "--log-format", "json"])
             .args(["--metrics-addr", &addr, "--health-addr", &addr])
             .args(["--pod-namespace", crate::objects::CONTROLLER_NS])
-            .args(["--pod-name", "secretsync-bench"])
+            .args(pod_name)
             .arg("--audit-file")
             .arg(dir.join(format!("audit-{tag}.jsonl")))
             .args(extra)
@@ -115,6 +123,34 @@ impl Operator {
             last.reconciles(),
             self.log.display()
         )
+    }
+
+    /// Whether the process has exited (it is reaped then).
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    /// Sends `signal` (a `kill` signal name: `STOP`, `CONT`, ...) to the process.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.pid();
+        let st = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()?;
+        if !st.success() {
+            bail!("kill -{signal} {pid} failed ({st})");
+        }
+        Ok(())
+    }
+
+    /// SIGKILL at once (no lease release, no drain), and reap.
+    pub fn kill_now(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGTERM, then SIGKILL after `grace`.

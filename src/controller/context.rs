@@ -41,6 +41,9 @@ pub struct Settings {
     pub cluster_secretrefs: bool,
     /// Leader election (`--leader-elect`); `None`: this replica always writes.
     pub leader_election: Option<LeaseSettings>,
+    /// Serve only the SecretRefs this selector matches (`--watch-label-selector`: one shard, see
+    /// [`super::shard`]); `None`: every SecretRef.
+    pub watch_label_selector: Option<super::shard::ShardSelector>,
 }
 
 /// Leader-election timings.

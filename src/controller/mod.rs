@@ -41,6 +41,7 @@ pub mod reconcile;
 pub mod resolver;
 pub mod restart;
 pub mod schedule;
+pub mod shard;
 pub mod store_status;
 pub mod sync;
 pub mod target;
@@ -272,10 +273,14 @@ pub async fn run(
     // New and changed SecretRefs also go to the fast lane (see `priority`): live watch events only,
     // not the initial list (or a relist), which the queue works through anyway.
     let (urgent_tx, urgent_rx) = futures::channel::mpsc::unbounded::<Arc<str>>();
-    let sref_stream = watcher(
-        srefs,
-        watcher::Config::default().any_semantic().page_size(500),
-    )
+    let sref_stream = watcher(srefs, {
+        let cfg = watcher::Config::default().any_semantic().page_size(500);
+        // A shard watches only its own SecretRefs (`--watch-label-selector`, `shard`).
+        match &ctx.settings.watch_label_selector {
+            Some(sel) => cfg.labels(sel.as_str()),
+            None => cfg,
+        }
+    })
     .backoff(WatchBackoff::default())
     .modify(|s| {
         s.metadata.managed_fields = None;
@@ -283,8 +288,12 @@ pub async fn run(
             a.remove(LAST_APPLIED);
         }
     });
-    // The ClusterSecretRef fan-out: cluster scope only (it writes SecretRefs in any namespace).
-    let fanout = (ctx.settings.cluster_secretrefs && ctx.settings.namespace.is_none()).then(|| {
+    // The ClusterSecretRef fan-out: cluster scope only (it writes SecretRefs in any namespace), and
+    // in a shard only if that shard serves every SecretRef it generates (`shard::runs_fanout`).
+    let fanout = (ctx.settings.cluster_secretrefs
+        && ctx.settings.namespace.is_none()
+        && shard::runs_fanout(ctx.settings.watch_label_selector.as_ref()))
+    .then(|| {
         tokio::spawn(fanout::run(
             client.clone(),
             cache.clone(),
