@@ -3,8 +3,8 @@
 //! kube-runtime's `Controller` keeps a queue entry (its scheduler's hash map *and* its delay queue,
 //! each holding an `ObjectRef` with four strings) for every object it was told to requeue, and it
 //! never gives the capacity back: at 100,000 SecretRefs that was most of the operator's memory. So
-//! the controller keeps its own, compact bookkeeping here and uses kube-runtime only as the runner
-//! that reconciles (with its concurrency limit and its "never the same object twice at once"):
+//! the controller keeps its own, compact bookkeeping here, and its own runner (`controller::run`:
+//! a concurrency limit, and the claims that keep one object from being reconciled twice at once):
 //!
 //! - every SecretRef has one [`RefState`] in one map, keyed by an interned `namespace/name`;
 //! - a change (watch event, store change, owned Secret change, wake-up) marks it queued — at most
@@ -12,9 +12,8 @@
 //! - refresh slots and backoff steps are entries of one binary heap of `(when, key)`
 //!   ([`Work::schedule`]); a timer that was replaced or whose SecretRef is gone is dropped when it
 //!   comes up, so the heap holds about one entry per SecretRef;
-//! - the runner is fed from the FIFO with at most [`Work::bound`] requests in its hands at once
-//!   ([`Work::next`], [`Work::finished`]), so its own queue stays a few dozen entries long even
-//!   during the first sync of every SecretRef.
+//! - the runner is fed from the FIFO with at most `bound` requests in its hands at once
+//!   ([`Work::next`], [`Work::finished`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -96,11 +95,6 @@ impl Work {
             timers_changed: Notify::new(),
             bound: bound.max(1),
         }
-    }
-
-    /// At most this many requests are in the runner's hands at once.
-    pub fn bound(&self) -> usize {
-        self.bound
     }
 
     /// Runs `f` on the state of `key` (created if new).
@@ -192,21 +186,7 @@ impl Work {
         self.fed.notify_one();
     }
 
-    /// The runner dropped a request from [`Work::next`] without reconciling it (the SecretRef is gone
-    /// from the cache): the key was not queued again meanwhile (its mark stayed set), so clear the
-    /// mark and forget it.
-    pub fn not_found(&self, key: &str) {
-        {
-            let mut g = lock(&self.inner);
-            g.in_flight = g.in_flight.saturating_sub(1);
-            if g.states.get(key).is_some_and(|s| s.queued) {
-                g.states.remove(key);
-            }
-        }
-        self.fed.notify_one();
-    }
-
-    /// The next key for the runner, once one is ready and fewer than [`Work::bound`] are in its hands.
+    /// The next key for the runner, once one is ready and fewer than `bound` are in its hands.
     pub async fn next(&self) -> Arc<str> {
         loop {
             let fed = self.fed.notified();
@@ -294,12 +274,6 @@ impl Work {
             in_flight: g.in_flight,
             timers: g.timers.len(),
         }
-    }
-
-    /// Runs `f` over every state (the metrics' ready counts).
-    pub fn fold_states<A>(&self, init: A, mut f: impl FnMut(A, &str, &RefState) -> A) -> A {
-        let g = lock(&self.inner);
-        g.states.iter().fold(init, |a, (k, s)| f(a, k, s))
     }
 }
 
@@ -397,21 +371,6 @@ mod tests {
         w.finished();
         w.forget(&k);
         assert_eq!(w.sizes().states, 0);
-        // A request the runner could not find is forgotten, and the key can be queued again.
-        w.enqueue("ns/b");
-        let k = w.next().await;
-        w.not_found(&k);
-        assert_eq!(
-            w.sizes(),
-            WorkSizes {
-                states: 0,
-                ready: 0,
-                in_flight: 0,
-                timers: 0
-            }
-        );
-        w.enqueue("ns/b");
-        assert_eq!(&*w.next().await, "ns/b");
     }
 
     /// A change that arrives while its SecretRef is being reconciled queues it once more, and the end
