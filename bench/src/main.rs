@@ -59,6 +59,31 @@ enum Cmd {
     },
 }
 
+/// The binaries a benchmark runs, and where it writes (shared by `run` and `shards`).
+#[derive(clap::Args, Debug)]
+struct Binaries {
+    /// The operator binary.
+    #[arg(
+        long,
+        env = "BENCH_OPERATOR",
+        default_value = "target/release/secretsync"
+    )]
+    operator: PathBuf,
+    /// The emulator binary.
+    #[arg(
+        long,
+        env = "BENCH_EMULATOR",
+        default_value = "target/release/kube-emulator"
+    )]
+    emulator: PathBuf,
+    /// Output directory (JSON and Markdown reports, work files).
+    #[arg(long, env = "BENCH_OUT", default_value = "target/bench")]
+    out: PathBuf,
+    /// Extra operator flags (space-separated).
+    #[arg(long, env = "BENCH_OPERATOR_ARGS", default_value = "")]
+    operator_args: String,
+}
+
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// SecretRefs (and managed Secrets).
@@ -112,26 +137,8 @@ struct RunArgs {
     /// Only these groups (comma-separated: base, controller, g4).
     #[arg(long, env = "BENCH_ONLY", value_delimiter = ',')]
     only: Vec<String>,
-    /// The operator binary.
-    #[arg(
-        long,
-        env = "BENCH_OPERATOR",
-        default_value = "target/release/secretsync"
-    )]
-    operator: PathBuf,
-    /// The emulator binary.
-    #[arg(
-        long,
-        env = "BENCH_EMULATOR",
-        default_value = "target/release/kube-emulator"
-    )]
-    emulator: PathBuf,
-    /// Output directory (JSON report, work files).
-    #[arg(long, env = "BENCH_OUT", default_value = "target/bench")]
-    out: PathBuf,
-    /// Extra operator flags (space-separated).
-    #[arg(long, env = "BENCH_OPERATOR_ARGS", default_value = "")]
-    operator_args: String,
+    #[command(flatten)]
+    bins: Binaries,
     /// A name for this run's JSON file (`target/bench/<label>.json`; latest.json too).
     #[arg(long, env = "BENCH_LABEL", default_value = "bench")]
     label: String,
@@ -182,26 +189,8 @@ struct ShardArgs {
     /// Longest wait for the first sync, seconds.
     #[arg(long, env = "BENCH_TIMEOUT_SECONDS", default_value_t = 3600)]
     timeout_seconds: u64,
-    /// The operator binary.
-    #[arg(
-        long,
-        env = "BENCH_OPERATOR",
-        default_value = "target/release/secretsync"
-    )]
-    operator: PathBuf,
-    /// The emulator binary.
-    #[arg(
-        long,
-        env = "BENCH_EMULATOR",
-        default_value = "target/release/kube-emulator"
-    )]
-    emulator: PathBuf,
-    /// Output directory (JSON and Markdown report, work files).
-    #[arg(long, env = "BENCH_OUT", default_value = "target/bench")]
-    out: PathBuf,
-    /// Extra operator flags (space-separated).
-    #[arg(long, env = "BENCH_OPERATOR_ARGS", default_value = "")]
-    operator_args: String,
+    #[command(flatten)]
+    bins: Binaries,
     /// A name for this run's files (`<out>/<label>.json`, `.md`).
     #[arg(long, env = "BENCH_LABEL", default_value = "shards")]
     label: String,
@@ -225,11 +214,12 @@ async fn shards(a: ShardArgs) -> anyhow::Result<()> {
         pause: Duration::from_secs(a.pause_seconds.unwrap_or(a.lease_duration.max(2) * 2)),
         settle: Duration::from_secs(a.settle_seconds),
         timeout: Duration::from_secs(a.timeout_seconds.max(1)),
-        operator: abs(a.operator.clone()),
-        emulator: abs(a.emulator.clone()),
-        work: abs(a.out.join("work")),
+        operator: abs(a.bins.operator.clone()),
+        emulator: abs(a.bins.emulator.clone()),
+        work: abs(a.bins.out.join("work")),
         repo: repo.clone(),
         operator_args: a
+            .bins
             .operator_args
             .split_whitespace()
             .map(str::to_string)
@@ -268,7 +258,7 @@ async fn shards(a: ShardArgs) -> anyhow::Result<()> {
     doc["machine"] = machine;
     doc["config"] = cfg.to_json();
     doc["elapsed_s"] = serde_json::json!(started.elapsed().as_secs_f64());
-    let out = abs(a.out.clone());
+    let out = abs(a.bins.out.clone());
     std::fs::create_dir_all(&out)?;
     let file = out.join(format!("{}.json", a.label));
     std::fs::write(&file, serde_json::to_string_pretty(&doc)?)?;
@@ -322,11 +312,12 @@ fn config(a: &RunArgs) -> anyhow::Result<scenarios::Config> {
         aws_interval: Duration::from_secs(a.aws_interval.max(1)),
         aws_cycles: a.aws_cycles.unwrap_or(a.runs.max(1)),
         only: a.only.clone(),
-        operator: abs(a.operator.clone()),
-        emulator: abs(a.emulator.clone()),
-        work: abs(a.out.join("work")),
+        operator: abs(a.bins.operator.clone()),
+        emulator: abs(a.bins.emulator.clone()),
+        work: abs(a.bins.out.join("work")),
         repo: repo.clone(),
         operator_args: a
+            .bins
             .operator_args
             .split_whitespace()
             .map(str::to_string)
@@ -373,7 +364,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let mut config = cfg.to_json();
     config["elapsed_s"] = serde_json::json!(started.elapsed().as_secs_f64());
     let doc = report::json_report(&rows, &runs, &scale, machine, config);
-    let out = abs(a.out.clone());
+    let out = abs(a.bins.out.clone());
     std::fs::create_dir_all(&out)?;
     let body = serde_json::to_string_pretty(&doc)?;
     let file = out.join(format!("{}.json", a.label));
